@@ -1,0 +1,62 @@
+"""Save and load weights as safetensors + a JSON model card: no pickle anywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from safetensors import SafetensorsError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from geo2map.errors import Geo2MapError
+from geo2map.models.card import ModelCard
+from geo2map.models.registry import build_model
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_MODEL = WEIGHTS_DIR / "default"
+
+
+def model_paths(path: str | Path) -> tuple[Path, Path]:
+    """``x``, ``x.json`` or ``x.safetensors`` (or a folder holding ``model.*``) -> both files."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model"
+    if p.suffix in (".json", ".safetensors"):
+        p = p.with_suffix("")
+    return p.with_suffix(".safetensors"), p.with_suffix(".json")
+
+
+def save_model(model: nn.Module, card: ModelCard, path: str | Path) -> tuple[Path, Path]:
+    weights, card_path = model_paths(path)
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(weights), metadata={"card": card.name})
+    card.to_json(card_path)
+    return weights, card_path
+
+
+def load_model(path: str | Path = DEFAULT_MODEL) -> tuple[nn.Module, ModelCard]:
+    """Build the card's architecture and load its weights; refuse anything inconsistent."""
+    weights, card_path = model_paths(path)
+    for f in (weights, card_path):
+        if not f.is_file():
+            raise Geo2MapError(
+                f"model file {f} is missing: a model is a .safetensors file plus its .json card"
+            )
+    try:
+        card = ModelCard.from_json(card_path)
+    except (ValueError, OSError) as e:
+        first = str(e).splitlines()[0]
+        raise Geo2MapError(f"model card {card_path} is not valid: {first}") from None
+    try:
+        state = load_file(str(weights))
+    except (SafetensorsError, OSError, ValueError) as e:
+        raise Geo2MapError(f"model weights {weights} are not a valid safetensors file: {e}") from None
+    model = build_model(card.architecture)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise Geo2MapError(
+            f"weights {weights} do not fit architecture {card.architecture.name!r} "
+            f"({len(missing)} missing, {len(unexpected)} unexpected tensors)"
+        )
+    return model.eval(), card

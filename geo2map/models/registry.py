@@ -1,0 +1,46 @@
+"""Model zoo in one place: architecture names -> builders (cf. pix2pix's define_G)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from geo2map.models.card import Architecture
+
+_BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        _BUILDERS[name] = builder
+        return builder
+
+    return decorate
+
+
+def available() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+def build_model(arch: Architecture) -> nn.Module:
+    if arch.name not in _BUILDERS:
+        raise ValueError(
+            f"unknown architecture {arch.name!r}; known: {', '.join(available())}"
+        )
+    return _BUILDERS[arch.name](**arch.kwargs)
+
+
+@register("unet")
+def _unet(**kwargs: Any) -> nn.Module:
+    from geo2map.models.unet import UNetTranslator
+
+    return UNetTranslator(**kwargs)
+
+
+@register("smp-unet")
+def _smp_unet(**kwargs: Any) -> nn.Module:
+    from geo2map.models.smp_unet import SmpUNetTranslator
+
+    return SmpUNetTranslator(**kwargs)
