@@ -76,7 +76,9 @@ def resolve(name: str, root: str | Path | None = None, verify: bool = True) -> P
     """Local path of a catalog entry: present and verified, downloaded, or a clear error."""
     entries = load_catalog()
     if name not in entries:
-        raise Geo2MapError(f"{name!r} is not in data_catalog.yaml; `geo2map catalog list` shows names")
+        raise Geo2MapError(
+            f"{name!r} is not in data_catalog.yaml; `geo2map catalog list` shows names"
+        )
     entry = entries[name]
     path = data_root(root) / entry.path
     if not path.exists():
@@ -97,8 +99,11 @@ def _fetch(entry: CatalogEntry, path: Path) -> None:
         import pooch
 
         pooch.retrieve(
-            entry.url, known_hash=f"sha256:{entry.sha256}", fname=path.name,
-            path=path.parent, progressbar=False,
+            entry.url,
+            known_hash=f"sha256:{entry.sha256}",
+            fname=path.name,
+            path=path.parent,
+            progressbar=False,
         )
     except Exception as e:  # noqa: BLE001 - any network failure ends in the same advice
         raise Geo2MapError(

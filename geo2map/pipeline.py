@@ -1,0 +1,368 @@
+"""The Dask graph for one scene and for many: chips -> batches -> blended blocks -> files.
+
+Graph shape for a scene:
+    batch task b   : read the chips of batch b (fixed by the chip grid), run the model
+    block task k   : blend the batches whose chips touch output block k, resample to the
+                     output grid, apply the validity mask -> (4, h, w) uint8
+Writing goes strip by strip (a row of output blocks per ``dask.compute``) and the main
+process writes every block, so no two processes ever write one GeoTIFF, whatever the
+scheduler. Batches shared by two strips are computed once and carried to the next strip.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import dask
+import numpy as np
+import rasterio
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from rasterio.control import GroundControlPoint
+
+from geo2map.errors import Geo2MapError
+from geo2map.models.card import ModelCard
+from geo2map.models.io import DEFAULT_MODEL, load_model
+from geo2map.raster import ModelGrid, read_model_window, read_output_valid
+from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset
+from geo2map.tiling import AxisMap, Block, ChipGrid, blocks, resample_block
+from geo2map.translator import cached_translator
+from geo2map.writer import MASK_NODATA, TILE, OutputPaths, SceneWriter, check_writable
+
+Scheduler = Literal["threads", "processes", "sync"]
+
+
+class TranslateOptions(BaseModel):
+    """Every knob of a translation run; the CLI and pipeline YAML fill one of these."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(
+        default=str(DEFAULT_MODEL), description="model path (safetensors + JSON card)"
+    )
+    chip_size: int = Field(default=512, ge=16)
+    overlap: int = Field(default=64, ge=0)
+    batch_size: int = Field(default=8, ge=1)
+    block_size: int = Field(
+        default=1024, ge=TILE, description="output block side (multiple of 512)"
+    )
+    bands: list[int] | None = None
+    scale: tuple[float, float] | None = None
+    output_grid: Literal["input", "model"] = "input"
+    force_gsd: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+    scheduler: Scheduler = "threads"
+    workers: int | None = Field(default=None, ge=1)
+    overwrite: bool = False
+
+    @model_validator(mode="after")
+    def _check_geometry(self) -> TranslateOptions:
+        if self.overlap >= self.chip_size:
+            raise ValueError(
+                f"overlap {self.overlap} must be smaller than chip size {self.chip_size}"
+            )
+        if self.block_size % TILE:
+            raise ValueError(f"block size {self.block_size} must be a multiple of {TILE}")
+        return self
+
+
+@dataclass(frozen=True)
+class ScenePlan:
+    """Everything the tasks of one scene need; small and picklable."""
+
+    scene: Scene
+    grid: ModelGrid
+    chips: ChipGrid
+    output_height: int
+    output_width: int
+    on_model_grid: bool
+    model: str
+    device: str
+    precision: str
+
+    @property
+    def rows(self) -> AxisMap:
+        return AxisMap(self.output_height, self.grid.height)
+
+    @property
+    def cols(self) -> AxisMap:
+        return AxisMap(self.output_width, self.grid.width)
+
+    def model_region(self, block: Block) -> tuple[tuple[int, int], tuple[int, int]]:
+        if self.on_model_grid:
+            return (block.row, block.row + block.height), (block.col, block.col + block.width)
+        rows = self.rows.model_range(block.row, block.row + block.height)
+        cols = self.cols.model_range(block.col, block.col + block.width)
+        return rows, cols
+
+    def batches_for(self, block: Block) -> list[int]:
+        rows, cols = self.model_region(block)
+        return sorted({self.chips.batch_of(ch) for ch in self.chips.chips_touching(rows, cols)})
+
+
+def plan_scene(path: str | Path, options: TranslateOptions, card: ModelCard) -> ScenePlan:
+    if options.chip_size % card.input.multiple:
+        raise Geo2MapError(
+            f"chip size {options.chip_size} is not a multiple of {card.input.multiple}, "
+            f"which model {card.name} needs; try {max(1, round(options.chip_size / card.input.multiple)) * card.input.multiple}"
+        )
+    scene = inspect_scene(path, len(card.input.bands), options.bands, options.scale)
+    _check_has_valid_pixels(scene)
+    height, width = model_grid_shape(scene, card.input.gsd_m, options.force_gsd)
+    grid = ModelGrid(scene, height, width)
+    on_model = options.output_grid == "model" or (height, width) == (scene.height, scene.width)
+    out_h, out_w = (height, width) if on_model else (scene.height, scene.width)
+    return ScenePlan(
+        scene=scene,
+        grid=grid,
+        chips=ChipGrid(height, width, options.chip_size, options.overlap, options.batch_size),
+        output_height=out_h,
+        output_width=out_w,
+        on_model_grid=options.output_grid == "model",
+        model=options.model,
+        device=options.device,
+        precision=options.precision,
+    )
+
+
+def _check_has_valid_pixels(scene: Scene) -> None:
+    with open_dataset(scene.path) as ds:
+        f = max(1, int(np.ceil(max(ds.width, ds.height) / 1024)))
+        shape = (max(1, ds.height // f), max(1, ds.width // f))
+        if not ds.dataset_mask(out_shape=shape, resampling=rasterio.enums.Resampling.average).any():
+            raise Geo2MapError(
+                f"{scene.path}: every pixel is nodata or masked; nothing to translate"
+            )
+
+
+# --- tasks -------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    """Outputs of one batch: per chip index, (3 + K, size, size) float16, or None if skipped."""
+
+    outputs: dict[int, np.ndarray | None] = field(default_factory=dict)
+
+    @property
+    def computed(self) -> int:
+        return sum(v is not None for v in self.outputs.values())
+
+
+def run_batch(plan: ScenePlan, batch: int) -> BatchResult:
+    chips = plan.chips.batch(batch)
+    size = plan.chips.size
+    inputs, kept = [], []
+    with rasterio.open(plan.scene.path) as ds:
+        for chip in chips:
+            data, valid = read_model_window(ds, plan.grid, chip.row, chip.col, size, size)
+            if valid.any():  # all-invalid chips are skipped, not computed
+                inputs.append(data)
+                kept.append(chip.index)
+    result = BatchResult({chip.index: None for chip in chips})
+    if inputs:
+        translator = cached_translator(plan.model, plan.device, plan.precision)
+        render, probs = translator.predict(np.stack(inputs))
+        for i, index in enumerate(kept):
+            result.outputs[index] = np.concatenate([render[i], probs[i]]).astype(np.float16)
+    return result
+
+
+def blend_block(plan: ScenePlan, block: Block, *batches: BatchResult) -> np.ndarray:
+    """Weighted mean of every chip touching the block, then resampled: (4, h, w) uint8."""
+    (r0, r1), (c0, c1) = plan.model_region(block)
+    outputs = {k: v for b in batches for k, v in b.outputs.items()}
+    channels = next((v.shape[0] for v in outputs.values() if v is not None), 4)
+    acc = np.zeros((channels, r1 - r0, c1 - c0), dtype=np.float32)
+    wsum = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
+    size = plan.chips.size
+    for chip in plan.chips.chips_touching((r0, r1), (c0, c1)):  # fixed grid order
+        out = outputs[chip.index]
+        if out is None:
+            continue
+        ys, ye = max(r0, chip.row), min(r1, chip.row + size, plan.grid.height)
+        xs, xe = max(c0, chip.col), min(c1, chip.col + size, plan.grid.width)
+        src = (slice(ys - chip.row, ye - chip.row), slice(xs - chip.col, xe - chip.col))
+        dst = (slice(ys - r0, ye - r0), slice(xs - c0, xe - c0))
+        w = plan.chips.weights(chip)[src]
+        acc[(slice(None), *dst)] += out[(slice(None), *src)] * w
+        wsum[dst] += w
+    computed = (wsum > 0).astype(np.float32)
+    values = np.concatenate([acc / np.maximum(wsum, 1e-12), computed[None]])
+    if not plan.on_model_grid and (plan.grid.height, plan.grid.width) != (
+        plan.output_height,
+        plan.output_width,
+    ):
+        rows = plan.rows.taps(block.row, block.row + block.height)
+        cols = plan.cols.taps(block.col, block.col + block.width)
+        values = values * np.concatenate(
+            [computed[None].repeat(channels, 0), np.ones_like(computed)[None]]
+        )
+        values = resample_block(values, rows, cols, (r0, c0))
+        cover = values[-1]
+        values = values[:-1] / np.maximum(cover, 1e-12)
+    else:
+        cover = values[-1]
+        values = values[:-1]
+    grid = plan.grid if plan.on_model_grid else None
+    with rasterio.open(plan.scene.path) as ds:
+        valid = read_output_valid(
+            ds, plan.scene, grid, block.row, block.col, block.height, block.width
+        )
+    valid &= cover > 0
+    out = np.empty((4, block.height, block.width), dtype=np.uint8)
+    out[:3] = np.where(valid, np.rint(values[:3] * 255), 0).astype(np.uint8)
+    out[3] = np.where(valid, values[3:].argmax(axis=0), MASK_NODATA).astype(np.uint8)
+    return out
+
+
+# --- driving the graph ---------------------------------------------------------------------
+
+
+def _compute_kwargs(options: TranslateOptions) -> dict:
+    kwargs: dict = {"scheduler": options.scheduler}
+    if options.workers:
+        kwargs["num_workers"] = options.workers
+    return kwargs
+
+
+def iter_blocks(
+    plan: ScenePlan, options: TranslateOptions, block_size: int, stats: dict | None = None
+) -> Iterator[tuple[Block, np.ndarray]]:
+    """Computed output blocks, strip by strip; each batch of chips is computed exactly once."""
+    strips = blocks(plan.output_height, plan.output_width, block_size)
+    needs = [[plan.batches_for(b) for b in strip] for strip in strips]
+    last_use: dict[int, int] = {}
+    for s, strip_needs in enumerate(needs):
+        for bs in strip_needs:
+            for b in bs:
+                last_use[b] = s
+    carry: dict[int, BatchResult] = {}
+    task_batch = dask.delayed(run_batch, pure=False)
+    task_blend = dask.delayed(blend_block, pure=False)
+    for s, strip in enumerate(strips):
+        fresh = sorted({b for bs in needs[s] for b in bs} - carry.keys())
+        lazy = {b: task_batch(plan, b) for b in fresh}
+        sources = {**{b: dask.delayed(r, pure=False) for b, r in carry.items()}, **lazy}
+        block_tasks = [
+            task_blend(plan, blk, *[sources[b] for b in bs])
+            for blk, bs in zip(strip, needs[s], strict=True)
+        ]
+        keep = [b for b in fresh if last_use[b] > s]
+        counts = [dask.delayed(_chip_counts, pure=False)(lazy[b]) for b in fresh]
+        done_blocks, kept, counted = dask.compute(
+            block_tasks, [lazy[b] for b in keep], counts, **_compute_kwargs(options)
+        )
+        if stats is not None:
+            stats["chips_computed"] = stats.get("chips_computed", 0) + sum(c for c, _ in counted)
+            stats["chips_skipped"] = stats.get("chips_skipped", 0) + sum(k for _, k in counted)
+        carry = {b: r for b, r in carry.items() if last_use[b] > s}
+        carry.update(zip(keep, kept, strict=True))
+        yield from zip(strip, done_blocks, strict=True)
+
+
+def _chip_counts(result: BatchResult) -> tuple[int, int]:
+    return result.computed, len(result.outputs) - result.computed
+
+
+@dataclass
+class SceneSummary:
+    scene: str
+    outputs: list[str]
+    width: int
+    height: int
+    chips: int  # computed
+    chips_skipped: int
+    seconds: float
+
+    @property
+    def megapixels_per_second(self) -> float:
+        return self.width * self.height / 1e6 / max(self.seconds, 1e-9)
+
+
+def output_profile(plan: ScenePlan) -> tuple[dict, list[GroundControlPoint] | None]:
+    scene = plan.scene
+    if scene.gcps and scene.crs is None:
+        sy, sx = plan.grid.scale if plan.on_model_grid else (1.0, 1.0)
+        gcps = [
+            GroundControlPoint(
+                row=g.row / sy, col=g.col / sx, x=g.x, y=g.y, z=g.z, id=g.id, info=g.info
+            )
+            for g in scene.gcps
+        ]
+        profile = {"width": plan.output_width, "height": plan.output_height}
+        return profile, (gcps, scene.gcps_crs)
+    transform = plan.grid.transform if plan.on_model_grid else scene.transform
+    if scene.window != (0, 0):
+        transform = transform * transform.translation(scene.window[1], scene.window[0])
+    profile = {
+        "width": plan.output_width,
+        "height": plan.output_height,
+        "crs": scene.crs,
+        "transform": transform,
+    }
+    return profile, None
+
+
+def translate_scene(
+    path: str | Path,
+    out_dir: str | Path,
+    options: TranslateOptions,
+    card: ModelCard,
+    plan: ScenePlan | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SceneSummary:
+    start = time.perf_counter()
+    plan = plan or plan_scene(path, options, card)
+    paths = OutputPaths.for_scene(Path(out_dir), plan.scene.name)
+    check_writable(paths, options.overwrite)
+    profile, gcps = output_profile(plan)
+    writer = SceneWriter(paths, profile, card, gcps)
+    stats: dict = {}
+    try:
+        for block, data in iter_blocks(plan, options, options.block_size, stats):
+            writer.write(block.row, block.col, data)
+            if progress:
+                progress(block.height * block.width)
+        writer.finish()
+    except BaseException:
+        writer.cleanup()
+        raise
+    return SceneSummary(
+        scene=str(path),
+        outputs=[str(p) for p in paths.all()],
+        width=plan.output_width,
+        height=plan.output_height,
+        chips=stats.get("chips_computed", 0),
+        chips_skipped=stats.get("chips_skipped", 0),
+        seconds=time.perf_counter() - start,
+    )
+
+
+def translate(
+    inputs: str | Path | Sequence[str | Path],
+    out_dir: str | Path,
+    options: TranslateOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+    **kwargs,
+) -> list[SceneSummary]:
+    """Translate one or more GeoTIFFs into ``<name>_render.tif``, ``<name>_mask.tif`` (COGs)
+    and ``<name>_quicklook.png`` in ``out_dir``. Every input is checked before any is run."""
+    options = options or TranslateOptions(**kwargs)
+    paths = [inputs] if isinstance(inputs, str | Path) else list(inputs)
+    if not paths:
+        raise Geo2MapError("no input scenes given")
+    _, card = load_model(options.model)
+    plans = [plan_scene(p, options, card) for p in paths]
+    names = [p.scene.name for p in plans]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise Geo2MapError(
+            f"two inputs are named {sorted(dupes)[0]!r}; their outputs would collide: rename one"
+        )
+    for plan in plans:
+        check_writable(OutputPaths.for_scene(Path(out_dir), plan.scene.name), options.overwrite)
+    return [translate_scene(p.scene.path, out_dir, options, card, p, progress) for p in plans]

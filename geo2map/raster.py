@@ -1,0 +1,94 @@
+"""Windowed reads of a scene on the model grid and on the output grid.
+
+Reads go through GDAL with floating-point windows and ``out_shape``: GDAL resamples on
+the fly, and a pixel's value depends only on where it is on the grid, not on which
+window asked for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+
+from geo2map.scene import Scene
+
+
+@dataclass(frozen=True)
+class ModelGrid:
+    """The scene resampled to the model's GSD: ``height`` x ``width`` model pixels."""
+
+    scene: Scene
+    height: int
+    width: int
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Scene pixels per model pixel (rows, cols)."""
+        return self.scene.height / self.height, self.scene.width / self.width
+
+    @property
+    def resampling(self) -> Resampling:
+        sy, sx = self.scale
+        if sy == sx == 1:
+            return Resampling.nearest
+        return Resampling.average if min(sy, sx) > 1 else Resampling.bilinear
+
+    @property
+    def transform(self):
+        from affine import Affine
+
+        sy, sx = self.scale
+        return self.scene.transform * Affine.scale(sx, sy)
+
+
+def read_model_window(
+    ds: rasterio.DatasetReader, grid: ModelGrid, row: int, col: int, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Scaled bands (C, h, w) in [0, 1] and the valid mask (h, w) of a model-grid window.
+
+    The window may reach past the grid (scenes smaller than a chip): the part outside is
+    filled by edge reflection and marked invalid.
+    """
+    scene = grid.scene
+    rows = min(height, grid.height - row)
+    cols = min(width, grid.width - col)
+    sy, sx = grid.scale
+    window = scene.file_window(col * sx, row * sy, cols * sx, rows * sy)
+    shape = (rows, cols)
+    raw = ds.read(
+        list(scene.bands),
+        window=window,
+        out_shape=(len(scene.bands), *shape),
+        resampling=grid.resampling,
+    )
+    valid = ds.dataset_mask(window=window, out_shape=shape, resampling=Resampling.nearest) > 0
+    data = scene.scaling.apply(raw)
+    data[:, ~valid] = 0.5  # neutral grey where there is no data: the model's mean input
+    if (rows, cols) != (height, width):
+        pad = ((0, 0), (0, height - rows), (0, width - cols))
+        data = np.pad(data, pad, mode="reflect" if min(rows, cols) > 1 else "edge")
+        valid = np.pad(valid, pad[1:], mode="constant", constant_values=False)
+    return data, valid
+
+
+def read_output_valid(
+    ds: rasterio.DatasetReader,
+    scene: Scene,
+    grid: ModelGrid | None,
+    row: int,
+    col: int,
+    height: int,
+    width: int,
+) -> np.ndarray:
+    """Valid mask of an output window: the input's own mask on its grid (exact), or on the model grid."""
+    if grid is None:
+        window = scene.file_window(col, row, width, height)
+        return ds.dataset_mask(window=window) > 0
+    sy, sx = grid.scale
+    window = scene.file_window(col * sx, row * sy, width * sx, height * sy)
+    return (
+        ds.dataset_mask(window=window, out_shape=(height, width), resampling=Resampling.nearest) > 0
+    )

@@ -1,0 +1,163 @@
+"""The chip grid and blending weights: pure numpy, no I/O, no torch.
+
+Three grids meet here:
+- the *model grid*: the scene resampled to the model's GSD; chips are cut from it;
+- the *output grid*: where results are written (the input's own grid by default);
+- output *blocks*: the units of work and writing, tiles of the output grid.
+A chip's place and its batch depend only on the model grid, chip size, overlap and batch
+size, never on the block size: that is what makes results independent of the chunking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+
+def chip_starts(length: int, chip: int, overlap: int) -> list[int]:
+    """Start offsets covering [0, length): stride chip - overlap, the last flush with the end."""
+    if length <= chip:
+        return [0]
+    stride = chip - overlap
+    starts = list(range(0, length - chip, stride))
+    starts.append(length - chip)
+    return starts
+
+
+def ramp(length: int, overlap: int, fade_start: bool, fade_end: bool) -> np.ndarray:
+    """1-D blend weight: rises over ``overlap`` pixels on sides that have a neighbour.
+
+    Sides on the scene border keep weight 1, so border pixels are never left with zero
+    total weight (the geoai bug where the first/last rows come out as nodata).
+    """
+    w = np.ones(length, dtype=np.float32)
+    if overlap <= 0:
+        return w
+    rise = np.minimum(1.0, (np.arange(length, dtype=np.float32) + 0.5) / overlap)
+    if fade_start:
+        w = np.minimum(w, rise)
+    if fade_end:
+        w = np.minimum(w, rise[::-1])
+    return w
+
+
+@dataclass(frozen=True)
+class Chip:
+    index: int
+    row: int
+    col: int
+
+
+@dataclass(frozen=True)
+class ChipGrid:
+    """Chips of ``size`` x ``size`` with ``overlap`` over a ``height`` x ``width`` model grid."""
+
+    height: int
+    width: int
+    size: int
+    overlap: int
+    batch_size: int
+
+    @cached_property
+    def row_starts(self) -> list[int]:
+        return chip_starts(self.height, self.size, self.overlap)
+
+    @cached_property
+    def col_starts(self) -> list[int]:
+        return chip_starts(self.width, self.size, self.overlap)
+
+    @cached_property
+    def chips(self) -> list[Chip]:
+        starts = [(r, c) for r in self.row_starts for c in self.col_starts]
+        return [Chip(i, r, c) for i, (r, c) in enumerate(starts)]
+
+    @property
+    def n_batches(self) -> int:
+        return -(-len(self.chips) // self.batch_size)
+
+    def batch(self, b: int) -> list[Chip]:
+        return self.chips[b * self.batch_size : (b + 1) * self.batch_size]
+
+    def batch_of(self, chip: Chip) -> int:
+        return chip.index // self.batch_size
+
+    def chips_touching(self, rows: tuple[int, int], cols: tuple[int, int]) -> list[Chip]:
+        """Chips overlapping the model-grid region rows [r0, r1) x cols [c0, c1), grid order."""
+        r0, r1 = rows
+        c0, c1 = cols
+        return [
+            ch
+            for ch in self.chips
+            if ch.row < r1 and ch.row + self.size > r0 and ch.col < c1 and ch.col + self.size > c0
+        ]
+
+    def weights(self, chip: Chip) -> np.ndarray:
+        """Blend weights of one chip (size x size), > 0 everywhere."""
+        wr = ramp(self.size, self.overlap, chip.row > 0, chip.row + self.size < self.height)
+        wc = ramp(self.size, self.overlap, chip.col > 0, chip.col + self.size < self.width)
+        return np.outer(wr, wc)
+
+
+@dataclass(frozen=True)
+class Block:
+    """A window of the output grid: rows [row, row + height), cols [col, col + width)."""
+
+    row: int
+    col: int
+    height: int
+    width: int
+
+
+def blocks(height: int, width: int, block_size: int) -> list[list[Block]]:
+    """Output blocks in rows (strips), covering every pixel."""
+    return [
+        [
+            Block(r, c, min(block_size, height - r), min(block_size, width - c))
+            for c in range(0, width, block_size)
+        ]
+        for r in range(0, height, block_size)
+    ]
+
+
+@dataclass(frozen=True)
+class AxisMap:
+    """Bilinear sampling of the model grid at output pixel centres along one axis.
+
+    Output pixel i has its centre at model coordinate (i + 0.5) * scale - 0.5, where
+    scale = model pixels per output pixel. With scale 1 this is the identity.
+    """
+
+    out_length: int
+    model_length: int
+
+    @property
+    def scale(self) -> float:
+        return self.model_length / self.out_length
+
+    def taps(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For outputs [start, stop): lower model index, upper model index, upper weight."""
+        centre = (np.arange(start, stop, dtype=np.float64) + 0.5) * self.scale - 0.5
+        centre = np.clip(centre, 0, self.model_length - 1)
+        lo = np.floor(centre).astype(np.int64)
+        hi = np.minimum(lo + 1, self.model_length - 1)
+        return lo, hi, (centre - lo).astype(np.float32)
+
+    def model_range(self, start: int, stop: int) -> tuple[int, int]:
+        lo, hi, _ = self.taps(start, stop)
+        return int(lo.min()), int(hi.max()) + 1
+
+
+def resample_block(
+    values: np.ndarray,
+    rows: tuple[np.ndarray, ...],
+    cols: tuple[np.ndarray, ...],
+    origin: tuple[int, int],
+) -> np.ndarray:
+    """Separable bilinear resampling of ``values`` (C, h, w), whose [0, 0] is model ``origin``."""
+    rlo, rhi, rw = rows
+    clo, chi, cw = cols
+    r0, c0 = origin
+    top = values[:, rlo - r0] * (1 - rw)[None, :, None] + values[:, rhi - r0] * rw[None, :, None]
+    return top[:, :, clo - c0] * (1 - cw)[None, None, :] + top[:, :, chi - c0] * cw[None, None, :]

@@ -1,0 +1,157 @@
+"""Block-by-block GeoTIFF writing, COG conversion and quicklooks, all atomic.
+
+Blocks go into hidden, tiled, compressed GTiffs; when every block is in, GDAL's COG driver
+copies them (with overviews) to hidden COGs, which are then renamed to their final names.
+A failed run leaves no file under a final name. (GDAL's COG driver cannot be written
+window by window, hence the two steps.)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from PIL import Image
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.windows import Window
+
+from geo2map.errors import Geo2MapError
+from geo2map.models.card import ModelCard
+
+MASK_NODATA = 255
+TILE = 512
+GTIFF_OPTIONS = {"tiled": True, "blockxsize": TILE, "blockysize": TILE, "compress": "deflate"}
+COG_OPTIONS = {
+    "BLOCKSIZE": str(TILE),
+    "COMPRESS": "DEFLATE",
+    "PREDICTOR": "2",
+    "BIGTIFF": "IF_SAFER",
+}
+QUICKLOOK_SIDE = 512
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    render: Path
+    mask: Path
+    quicklook: Path
+
+    @classmethod
+    def for_scene(cls, out_dir: Path, name: str) -> OutputPaths:
+        return cls(
+            out_dir / f"{name}_render.tif",
+            out_dir / f"{name}_mask.tif",
+            out_dir / f"{name}_quicklook.png",
+        )
+
+    def all(self) -> list[Path]:
+        return [self.render, self.mask, self.quicklook]
+
+
+def hidden(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}.{tag}-{os.getpid()}")
+
+
+def check_writable(paths: OutputPaths, overwrite: bool) -> None:
+    existing = [p for p in paths.all() if p.exists()]
+    if existing and not overwrite:
+        raise Geo2MapError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    folder = paths.render.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise Geo2MapError(f"cannot create output folder {folder}: {e.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise Geo2MapError(f"output folder {folder} is not writable; choose another --out")
+
+
+class SceneWriter:
+    """Receives finished output blocks and turns them into the scene's COGs and quicklook."""
+
+    def __init__(
+        self, paths: OutputPaths, profile: dict, card: ModelCard, gcps: tuple | None = None
+    ) -> None:
+        self.paths = paths
+        self.card = card
+        self.tmp_render = hidden(paths.render, "blocks")
+        self.tmp_mask = hidden(paths.mask, "blocks")
+        base = {**profile, **GTIFF_OPTIONS, "driver": "GTiff", "dtype": "uint8"}
+        self.render = rasterio.open(self.tmp_render, "w", **{**base, "count": 3, "nodata": None})
+        self.mask = rasterio.open(self.tmp_mask, "w", **{**base, "count": 1, "nodata": MASK_NODATA})
+        self.render.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+        self.mask.write_colormap(1, self._colormap())
+        self.mask.update_tags(**self._class_tags())
+        self.mask.set_band_description(1, "land cover class")
+        if gcps:
+            for ds in (self.render, self.mask):
+                ds.gcps = gcps
+
+    def _colormap(self) -> dict[int, tuple[int, int, int, int]]:
+        cmap = {i: (0, 0, 0, 0) for i in range(256)}
+        for c in self.card.classes:
+            cmap[c.id] = (*c.color, 255)
+        return cmap
+
+    def _class_tags(self) -> dict[str, str]:
+        tags = {f"CLASS_{c.id}": c.name for c in self.card.classes}
+        tags["CLASSES"] = ",".join(self.card.class_names)
+        tags["MODEL"] = self.card.name
+        return tags
+
+    def write(self, row: int, col: int, block: np.ndarray) -> None:
+        """``block``: (4, h, w) uint8, RGB render then class mask (255 = nodata)."""
+        window = Window(col, row, block.shape[2], block.shape[1])
+        valid = block[3] != MASK_NODATA
+        self.render.write(block[:3], window=window)
+        self.render.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=window)
+        self.mask.write(block[3], 1, window=window)
+
+    def finish(self) -> None:
+        self.render.close()
+        self.mask.close()
+        targets = [
+            (self.tmp_render, self.paths.render, "AVERAGE"),
+            (self.tmp_mask, self.paths.mask, "NEAREST"),
+        ]
+        staged = []
+        for src, final, resampling in targets:
+            tmp = hidden(final, "cog")
+            rasterio.shutil.copy(
+                src, tmp, driver="COG", OVERVIEW_RESAMPLING=resampling, **COG_OPTIONS
+            )
+            staged.append((tmp, final))
+        tmp_png = hidden(self.paths.quicklook, "png")
+        write_quicklook(staged[0][0], staged[1][0], tmp_png)
+        for tmp, final in [*staged, (tmp_png, self.paths.quicklook)]:
+            os.replace(tmp, final)
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        for ds in (self.render, self.mask):
+            if not ds.closed:
+                ds.close()
+        for p in self.paths.render.parent.glob(f".*-{os.getpid()}"):
+            p.unlink(missing_ok=True)
+
+
+def write_quicklook(render_path: Path, mask_path: Path, out: Path) -> None:
+    """A small PNG: render on the left, coloured mask on the right (nodata white)."""
+    with rasterio.open(render_path) as r, rasterio.open(mask_path) as m:
+        f = max(1, int(np.ceil(max(r.width, r.height) / QUICKLOOK_SIDE)))
+        shape = (max(1, r.height // f), max(1, r.width // f))
+        rgb = r.read(out_shape=(3, *shape), resampling=Resampling.average)
+        valid = r.dataset_mask(out_shape=shape) > 0
+        classes = m.read(1, out_shape=shape, resampling=Resampling.nearest)
+        cmap = m.colormap(1)
+    lut = np.full((256, 3), 255, dtype=np.uint8)
+    for k, colour in cmap.items():
+        if k != MASK_NODATA and colour[3] > 0:
+            lut[k] = colour[:3]
+    left = np.where(valid[None], rgb, 255).transpose(1, 2, 0)
+    right = lut[classes]
+    gap = np.full((shape[0], 4, 3), 255, dtype=np.uint8)
+    Image.fromarray(np.concatenate([left, gap, right], axis=1)).save(out, format="PNG")
