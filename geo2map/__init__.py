@@ -16,7 +16,7 @@ def translate(*args: Any, **kwargs: Any) -> Any:
 
 
 def translate_array(*args: Any, **kwargs: Any) -> Any:
-    """Lazy translation of a rioxarray DataArray: see :func:`geo2map.pipeline.translate_array`."""
-    from geo2map.pipeline import translate_array as _translate_array
+    """Lazy translation of a rioxarray DataArray: see :func:`geo2map.xarray_api.translate_array`."""
+    from geo2map.xarray_api import translate_array as _translate_array
 
     return _translate_array(*args, **kwargs)

@@ -104,6 +104,7 @@ def _fetch(entry: CatalogEntry, path: Path) -> None:
             fname=path.name,
             path=path.parent,
             progressbar=False,
+            downloader=pooch.HTTPDownloader(timeout=20),
         )
     except Exception as e:  # noqa: BLE001 - any network failure ends in the same advice
         raise Geo2MapError(

@@ -28,7 +28,7 @@ from geo2map.models.card import ModelCard
 from geo2map.models.io import DEFAULT_MODEL, load_model
 from geo2map.raster import ModelGrid, read_model_window, read_output_valid
 from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset
-from geo2map.tiling import AxisMap, Block, ChipGrid, blocks, resample_block
+from geo2map.tiling import AxisMap, Block, ChipGrid, blend_chips, blocks, resample_block
 from geo2map.translator import cached_translator
 from geo2map.writer import MASK_NODATA, TILE, OutputPaths, SceneWriter, check_writable
 
@@ -91,6 +91,10 @@ class ScenePlan:
     def cols(self) -> AxisMap:
         return AxisMap(self.output_width, self.grid.width)
 
+    @property
+    def needs_resampling(self) -> bool:
+        return (self.grid.height, self.grid.width) != (self.output_height, self.output_width)
+
     def model_region(self, block: Block) -> tuple[tuple[int, int], tuple[int, int]]:
         if self.on_model_grid:
             return (block.row, block.row + block.height), (block.col, block.col + block.width)
@@ -104,24 +108,27 @@ class ScenePlan:
 
 
 def plan_scene(path: str | Path, options: TranslateOptions, card: ModelCard) -> ScenePlan:
+    scene = inspect_scene(path, len(card.input.bands), options.bands, options.scale)
+    return plan_for(scene, options, card)
+
+
+def plan_for(scene: Scene, options: TranslateOptions, card: ModelCard) -> ScenePlan:
     if options.chip_size % card.input.multiple:
+        nearest = max(1, round(options.chip_size / card.input.multiple)) * card.input.multiple
         raise Geo2MapError(
             f"chip size {options.chip_size} is not a multiple of {card.input.multiple}, "
-            f"which model {card.name} needs; try {max(1, round(options.chip_size / card.input.multiple)) * card.input.multiple}"
+            f"which model {card.name} needs; try {nearest}"
         )
-    scene = inspect_scene(path, len(card.input.bands), options.bands, options.scale)
     _check_has_valid_pixels(scene)
     height, width = model_grid_shape(scene, card.input.gsd_m, options.force_gsd)
-    grid = ModelGrid(scene, height, width)
-    on_model = options.output_grid == "model" or (height, width) == (scene.height, scene.width)
-    out_h, out_w = (height, width) if on_model else (scene.height, scene.width)
+    on_model = options.output_grid == "model"
     return ScenePlan(
         scene=scene,
-        grid=grid,
+        grid=ModelGrid(scene, height, width),
         chips=ChipGrid(height, width, options.chip_size, options.overlap, options.batch_size),
-        output_height=out_h,
-        output_width=out_w,
-        on_model_grid=options.output_grid == "model",
+        output_height=height if on_model else scene.height,
+        output_width=width if on_model else scene.width,
+        on_model_grid=on_model,
         model=options.model,
         device=options.device,
         precision=options.precision,
@@ -172,47 +179,27 @@ def run_batch(plan: ScenePlan, batch: int) -> BatchResult:
 
 
 def blend_block(plan: ScenePlan, block: Block, *batches: BatchResult) -> np.ndarray:
-    """Weighted mean of every chip touching the block, then resampled: (4, h, w) uint8."""
-    (r0, r1), (c0, c1) = plan.model_region(block)
+    """Blend the chips touching the block, resample to the output grid: (4, h, w) uint8."""
+    rows, cols = plan.model_region(block)
     outputs = {k: v for b in batches for k, v in b.outputs.items()}
-    channels = next((v.shape[0] for v in outputs.values() if v is not None), 4)
-    acc = np.zeros((channels, r1 - r0, c1 - c0), dtype=np.float32)
-    wsum = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
-    size = plan.chips.size
-    for chip in plan.chips.chips_touching((r0, r1), (c0, c1)):  # fixed grid order
-        out = outputs[chip.index]
-        if out is None:
-            continue
-        ys, ye = max(r0, chip.row), min(r1, chip.row + size, plan.grid.height)
-        xs, xe = max(c0, chip.col), min(c1, chip.col + size, plan.grid.width)
-        src = (slice(ys - chip.row, ye - chip.row), slice(xs - chip.col, xe - chip.col))
-        dst = (slice(ys - r0, ye - r0), slice(xs - c0, xe - c0))
-        w = plan.chips.weights(chip)[src]
-        acc[(slice(None), *dst)] += out[(slice(None), *src)] * w
-        wsum[dst] += w
-    computed = (wsum > 0).astype(np.float32)
-    values = np.concatenate([acc / np.maximum(wsum, 1e-12), computed[None]])
-    if not plan.on_model_grid and (plan.grid.height, plan.grid.width) != (
-        plan.output_height,
-        plan.output_width,
-    ):
-        rows = plan.rows.taps(block.row, block.row + block.height)
-        cols = plan.cols.taps(block.col, block.col + block.width)
-        values = values * np.concatenate(
-            [computed[None].repeat(channels, 0), np.ones_like(computed)[None]]
+    values, covered = blend_chips(plan.chips, outputs, rows, cols)
+    if plan.needs_resampling:
+        # Resample values and coverage together, so uncovered model pixels carry no weight.
+        stacked = np.concatenate([values * covered, covered[None].astype(np.float32)])
+        stacked = resample_block(
+            stacked,
+            plan.rows.taps(block.row, block.row + block.height),
+            plan.cols.taps(block.col, block.col + block.width),
+            (rows[0], cols[0]),
         )
-        values = resample_block(values, rows, cols, (r0, c0))
-        cover = values[-1]
-        values = values[:-1] / np.maximum(cover, 1e-12)
-    else:
-        cover = values[-1]
-        values = values[:-1]
+        cover = stacked[-1]
+        values, covered = stacked[:-1] / np.maximum(cover, 1e-12), cover > 0
     grid = plan.grid if plan.on_model_grid else None
     with rasterio.open(plan.scene.path) as ds:
         valid = read_output_valid(
             ds, plan.scene, grid, block.row, block.col, block.height, block.width
         )
-    valid &= cover > 0
+    valid &= covered
     out = np.empty((4, block.height, block.width), dtype=np.uint8)
     out[:3] = np.where(valid, np.rint(values[:3] * 255), 0).astype(np.uint8)
     out[3] = np.where(valid, values[3:].argmax(axis=0), MASK_NODATA).astype(np.uint8)
@@ -220,6 +207,23 @@ def blend_block(plan: ScenePlan, block: Block, *batches: BatchResult) -> np.ndar
 
 
 # --- driving the graph ---------------------------------------------------------------------
+
+
+def scene_array(plan: ScenePlan, block_size: int):
+    """The whole scene as one lazy dask array (4, H, W) uint8: RGB render + class mask."""
+    import dask.array as da
+
+    task_batch = dask.delayed(run_batch, pure=False)
+    task_blend = dask.delayed(blend_block, pure=False)
+    batches = {b: task_batch(plan, b) for b in range(plan.chips.n_batches)}
+    rows = []
+    for strip in blocks(plan.output_height, plan.output_width, block_size):
+        row = []
+        for blk in strip:
+            task = task_blend(plan, blk, *[batches[b] for b in plan.batches_for(blk)])
+            row.append(da.from_delayed(task, shape=(4, blk.height, blk.width), dtype=np.uint8))
+        rows.append(row)
+    return da.block(rows)
 
 
 def _compute_kwargs(options: TranslateOptions) -> dict:
@@ -342,27 +346,38 @@ def translate_scene(
     )
 
 
+def plan_and_translate(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    options: TranslateOptions,
+    progress: Callable[..., None] | None = None,
+) -> list[SceneSummary]:
+    """Check every input and output first (nothing is written if any is bad), then translate."""
+    if not inputs:
+        raise Geo2MapError("no input scenes given")
+    _, card = load_model(options.model)
+    plans = [plan_scene(p, options, card) for p in inputs]
+    names = [p.scene.name for p in plans]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise Geo2MapError(
+            f"two inputs are named {dupes[0]!r}; their outputs would collide: rename one"
+        )
+    for plan in plans:
+        check_writable(OutputPaths.for_scene(Path(out_dir), plan.scene.name), options.overwrite)
+    if progress:
+        progress(0, sum(p.output_height * p.output_width for p in plans))
+    return [translate_scene(p.scene.path, out_dir, options, card, p, progress) for p in plans]
+
+
 def translate(
     inputs: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     options: TranslateOptions | None = None,
-    progress: Callable[[int], None] | None = None,
     **kwargs,
 ) -> list[SceneSummary]:
-    """Translate one or more GeoTIFFs into ``<name>_render.tif``, ``<name>_mask.tif`` (COGs)
-    and ``<name>_quicklook.png`` in ``out_dir``. Every input is checked before any is run."""
+    """Translate GeoTIFFs into ``<name>_render.tif``, ``<name>_mask.tif`` (COGs) and
+    ``<name>_quicklook.png`` in ``out_dir``. Keyword arguments are :class:`TranslateOptions`."""
     options = options or TranslateOptions(**kwargs)
     paths = [inputs] if isinstance(inputs, str | Path) else list(inputs)
-    if not paths:
-        raise Geo2MapError("no input scenes given")
-    _, card = load_model(options.model)
-    plans = [plan_scene(p, options, card) for p in paths]
-    names = [p.scene.name for p in plans]
-    dupes = {n for n in names if names.count(n) > 1}
-    if dupes:
-        raise Geo2MapError(
-            f"two inputs are named {sorted(dupes)[0]!r}; their outputs would collide: rename one"
-        )
-    for plan in plans:
-        check_writable(OutputPaths.for_scene(Path(out_dir), plan.scene.name), options.overwrite)
-    return [translate_scene(p.scene.path, out_dir, options, card, p, progress) for p in plans]
+    return plan_and_translate(paths, out_dir, options)

@@ -161,3 +161,34 @@ def resample_block(
     r0, c0 = origin
     top = values[:, rlo - r0] * (1 - rw)[None, :, None] + values[:, rhi - r0] * rw[None, :, None]
     return top[:, :, clo - c0] * (1 - cw)[None, None, :] + top[:, :, chi - c0] * cw[None, None, :]
+
+
+def blend_chips(
+    grid: ChipGrid,
+    outputs: dict[int, np.ndarray | None],
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean of the chip outputs over model region rows x cols.
+
+    ``outputs`` maps chip index -> (C, size, size) array, or None for a skipped chip.
+    Chips are added in grid order, so a pixel's value does not depend on the region asked
+    for. Returns the blended (C, h, w) values and the (h, w) mask of pixels any chip covered.
+    """
+    (r0, r1), (c0, c1) = rows, cols
+    channels = next((v.shape[0] for v in outputs.values() if v is not None), 1)
+    acc = np.zeros((channels, r1 - r0, c1 - c0), dtype=np.float32)
+    wsum = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
+    for chip in grid.chips_touching(rows, cols):
+        out = outputs[chip.index]
+        if out is None:
+            continue
+        ys, ye = max(r0, chip.row), min(r1, chip.row + grid.size, grid.height)
+        xs, xe = max(c0, chip.col), min(c1, chip.col + grid.size, grid.width)
+        src = (slice(ys - chip.row, ye - chip.row), slice(xs - chip.col, xe - chip.col))
+        dst = (slice(ys - r0, ye - r0), slice(xs - c0, xe - c0))
+        w = grid.weights(chip)[src]
+        acc[(slice(None), *dst)] += out[(slice(None), *src)] * w
+        wsum[dst] += w
+    covered = wsum > 0
+    return acc / np.where(covered, wsum, 1.0), covered

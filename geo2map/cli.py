@@ -1,0 +1,268 @@
+"""The ``geo2map`` command: parses, calls the API, prints. No logic of its own."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from geo2map import catalog
+from geo2map.errors import Geo2MapError
+from geo2map.models.io import DEFAULT_MODEL
+
+app = typer.Typer(
+    help="Georeferenced imagery -> map renders and land-cover masks (COGs).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+catalog_app = typer.Typer(help="The data catalog (data_catalog.yaml).", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+out_console = Console()
+err_console = Console(stderr=True)
+
+
+def default_model_text() -> str:
+    """What `translate --help` says about the shipped default model."""
+    from geo2map.models.card import ModelCard
+
+    card_path = DEFAULT_MODEL.with_suffix(".json")
+    if not card_path.is_file():
+        return "no default model is shipped in geo2map/models/weights/; pass --model"
+    try:
+        card = ModelCard.from_json(card_path)
+    except ValueError:
+        return f"{card_path} is not a valid model card"
+    return f"{card.summary()}: {card.description}".rstrip(": ")
+
+
+def resolve_input(name: str, data_root: str | None) -> str:
+    """A path as given, or a data catalog entry name resolved under the data root."""
+    if Path(name).exists() or "/" in name or "." in Path(name).name:
+        return name
+    entries = catalog.load_catalog()
+    if name in entries:
+        return str(catalog.resolve(name, data_root))
+    return name  # let the reader say "no such file"
+
+
+def parse_bands(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(b) for b in text.split(",")]
+    except ValueError:
+        raise Geo2MapError(f"--bands {text!r}: give band numbers like 1,2,3") from None
+
+
+def run_guarded(fn: Callable[[], None]) -> None:
+    """Run a command; user errors become one line on stderr and exit code 2."""
+    try:
+        fn()
+    except Geo2MapError as e:
+        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        err_console.print(f"[red]error:[/red] {where + ': ' if where else ''}{msg}", soft_wrap=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/red]: no partial outputs were kept")
+        raise typer.Exit(130) from None
+
+
+def print_summaries(summaries: list) -> None:
+    table = Table(title="geo2map translate")
+    for col in ("scene", "pixels", "chips computed", "chips skipped", "seconds", "MP/s"):
+        table.add_column(col, justify="left" if col == "scene" else "right")
+    for s in summaries:
+        table.add_row(
+            Path(s.scene).name,
+            f"{s.width}x{s.height}",
+            str(s.chips),
+            str(s.chips_skipped),
+            f"{s.seconds:.1f}",
+            f"{s.megapixels_per_second:.2f}",
+        )
+    out_console.print(table)
+    for s in summaries:
+        for o in s.outputs:
+            out_console.print(f"  wrote {o}", highlight=False)
+
+
+def run_translation(inputs: list[str], out: Path, options) -> None:
+    from geo2map.pipeline import plan_and_translate
+
+    with Progress(
+        TextColumn("[bold]translating"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("pixels", total=None)
+
+        def advance(pixels: int, total: int | None = None) -> None:
+            if total is not None:
+                bar.update(task, total=total)
+            bar.advance(task, pixels)
+
+        summaries = plan_and_translate(inputs, out, options, advance)
+    print_summaries(summaries)
+
+
+@app.command(
+    help=f"Translate GeoTIFF/COG/VRT scenes (or catalog names) into render and mask COGs.\n\nDefault model: {default_model_text()}"
+)
+def translate(
+    inputs: Annotated[list[str], typer.Argument(help="raster files or data catalog names")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    model: Annotated[
+        str, typer.Option(help="model: .safetensors + .json card (default: shipped model)")
+    ] = str(DEFAULT_MODEL),
+    chip_size: Annotated[int, typer.Option(help="chip side in model-grid pixels")] = 512,
+    overlap: Annotated[int, typer.Option(help="overlap between neighbouring chips, pixels")] = 64,
+    batch_size: Annotated[int, typer.Option(help="chips per forward pass")] = 8,
+    block_size: Annotated[
+        int, typer.Option(help="output block side (Dask chunk), multiple of 512")
+    ] = 1024,
+    bands: Annotated[
+        str | None,
+        typer.Option(help="input bands for R,G,B, e.g. 1,2,3 (default: by colour interpretation)"),
+    ] = None,
+    scale: Annotated[
+        tuple[float, float] | None,
+        typer.Option(help="fixed input range MIN MAX mapped to [0, 1] (default: per dtype/scene)"),
+    ] = None,
+    output_grid: Annotated[
+        str,
+        typer.Option(
+            help="'input' (same grid as the scene) or 'model' (resampled to the model GSD)"
+        ),
+    ] = "input",
+    force_gsd: Annotated[
+        bool, typer.Option(help="translate even if the pixel size is more than 8x from the model's")
+    ] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (bf16 where fast), bf16 or fp32")] = "auto",
+    scheduler: Annotated[
+        str, typer.Option(help="Dask scheduler: threads, processes or sync")
+    ] = "threads",
+    workers: Annotated[
+        int | None, typer.Option(help="Dask workers (default: one per core)")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = False,
+    data_root: Annotated[str | None, typer.Option(help="data root for catalog names")] = None,
+) -> None:
+    def go() -> None:
+        from geo2map.pipeline import TranslateOptions
+
+        options = TranslateOptions(
+            model=model, chip_size=chip_size, overlap=overlap, batch_size=batch_size,
+            block_size=block_size, bands=parse_bands(bands), scale=scale, output_grid=output_grid,
+            force_gsd=force_gsd, device=device, precision=precision, scheduler=scheduler,
+            workers=workers, overwrite=overwrite,
+        )  # fmt: skip
+        run_translation([resolve_input(i, data_root) for i in inputs], out, options)
+
+    run_guarded(go)
+
+
+@app.command(help="Run a declarative pipeline YAML (kind: translate).")
+def run(
+    pipeline: Annotated[
+        Path, typer.Argument(help="pipeline YAML, e.g. pipelines/translate-scene.yaml")
+    ],
+) -> None:
+    def go() -> None:
+        from geo2map.jobs import load_job
+
+        job = load_job(pipeline)
+        run_translation(
+            [resolve_input(i, job.data_root) for i in job.inputs], Path(job.out), job.options
+        )
+
+    run_guarded(go)
+
+
+@app.command(
+    "translate-image",
+    help="Translate plain images (JPEG/PNG, no georeferencing), taken to be at the model's GSD.",
+)
+def translate_image(
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
+    model: Annotated[str, typer.Option(help="model (default: shipped model)")] = str(DEFAULT_MODEL),
+    chip_size: Annotated[int, typer.Option()] = 512,
+    overlap: Annotated[int, typer.Option()] = 64,
+    device: Annotated[str, typer.Option()] = "auto",
+    precision: Annotated[str, typer.Option()] = "auto",
+    overwrite: Annotated[bool, typer.Option()] = False,
+) -> None:
+    def go() -> None:
+        from geo2map.images import translate_images
+
+        for written in translate_images(
+            images, out, model, chip_size, overlap, device, precision, overwrite
+        ):
+            out_console.print(f"  wrote {written}", highlight=False)
+
+    run_guarded(go)
+
+
+@catalog_app.command("list", help="Entries of data_catalog.yaml and whether each is present.")
+def catalog_list(data_root: Annotated[str | None, typer.Option(help="data root")] = None) -> None:
+    def go() -> None:
+        root = catalog.data_root(data_root)
+        table = Table(title=f"data catalog (data root: {root})")
+        for col in ("name", "kind", "present", "crs", "pixel size", "licence"):
+            table.add_column(col)
+        for e in catalog.load_catalog().values():
+            present = "[green]yes[/green]" if catalog.is_present(e, data_root) else "[red]no[/red]"
+            px = (
+                f"{e.pixel_size:g} m"
+                if e.pixel_size and "4326" not in (e.crs or "")
+                else (f"{e.pixel_size:g}" if e.pixel_size else "")
+            )
+            table.add_row(e.name, e.kind, present, e.crs or "", px, e.licence)
+        out_console.print(table)
+
+    run_guarded(go)
+
+
+@catalog_app.command(
+    "path", help="Local path of an entry (verified by sha256; downloaded if missing)."
+)
+def catalog_path(
+    name: str, data_root: Annotated[str | None, typer.Option(help="data root")] = None
+) -> None:
+    run_guarded(lambda: print(catalog.resolve(name, data_root)))
+
+
+def _register_training_commands() -> None:
+    try:
+        from geo2map.train.commands import register_commands
+    except ImportError:
+        return
+    register_commands(app)
+
+
+_register_training_commands()
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Plain images (JPEG/PNG, no georeferencing): translated as if at the model's GSD."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from geo2map.errors import Geo2MapError
+from geo2map.tiling import ChipGrid, blend_chips
+from geo2map.translator import Translator
+from geo2map.writer import hidden
+
+
+def read_image(path: Path) -> np.ndarray:
+    """(3, H, W) float32 in [0, 1]; grey images are repeated into RGB, alpha is dropped."""
+    if not path.is_file():
+        raise Geo2MapError(f"{path}: no such file")
+    try:
+        with Image.open(path) as im:
+            rgb = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError):
+        raise Geo2MapError(f"{path}: not an image PIL can read (give a JPEG or PNG)") from None
+    return rgb.transpose(2, 0, 1)
+
+
+def translate_pixels(
+    image: np.ndarray, translator: Translator, chip_size: int, overlap: int, batch_size: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """(3, H, W) in [0, 1] -> render (H, W, 3) uint8 and class indices (H, W) uint8."""
+    _, h, w = image.shape
+    grid = ChipGrid(h, w, chip_size, overlap, batch_size)
+    pad = ((0, 0), (0, max(0, chip_size - h)), (0, max(0, chip_size - w)))
+    padded = np.pad(image, pad, mode="reflect" if min(h, w) > 1 else "edge")
+    outputs: dict[int, np.ndarray | None] = {}
+    for b in range(grid.n_batches):
+        chips = grid.batch(b)
+        batch = np.stack(
+            [padded[:, c.row : c.row + chip_size, c.col : c.col + chip_size] for c in chips]
+        )
+        render, probs = translator.predict(batch)
+        for i, chip in enumerate(chips):
+            outputs[chip.index] = np.concatenate([render[i], probs[i]])
+    values, _ = blend_chips(grid, outputs, (0, h), (0, w))
+    render = np.rint(values[:3] * 255).astype(np.uint8).transpose(1, 2, 0)
+    return render, values[3:].argmax(axis=0).astype(np.uint8)
+
+
+def palette_image(classes: np.ndarray, translator: Translator) -> Image.Image:
+    """A paletted PNG image whose pixel values are the class indices."""
+    im = Image.fromarray(classes, mode="P")
+    flat = [v for c in translator.card.classes for v in c.color]
+    im.putpalette(flat + [0, 0, 0] * (256 - len(translator.card.classes)))
+    return im
+
+
+def translate_images(
+    images: list[Path],
+    out_dir: Path,
+    model: str,
+    chip_size: int = 512,
+    overlap: int = 64,
+    device: str = "auto",
+    precision: str = "auto",
+    overwrite: bool = False,
+) -> list[Path]:
+    translator = Translator.load(model, device, precision)
+    multiple = translator.card.input.multiple
+    if chip_size % multiple or overlap >= chip_size:
+        raise Geo2MapError(
+            f"chip size {chip_size} / overlap {overlap}: the chip must be a multiple of {multiple} "
+            "and larger than the overlap"
+        )
+    targets = [
+        (p, out_dir / f"{p.stem}_render.png", out_dir / f"{p.stem}_mask.png") for p in images
+    ]
+    for _, *outs in targets:
+        for o in outs:
+            if o.exists() and not overwrite:
+                raise Geo2MapError(f"{o} already exists; pass --overwrite to replace it")
+    pixels = [read_image(p) for p, *_ in targets]  # every input checked before any output
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for (_, render_path, mask_path), image in zip(targets, pixels, strict=True):
+        render, classes = translate_pixels(image, translator, chip_size, overlap)
+        for final, im in (
+            (render_path, Image.fromarray(render)),
+            (mask_path, palette_image(classes, translator)),
+        ):
+            tmp = hidden(final, "png")
+            im.save(tmp, format="PNG")
+            os.replace(tmp, final)
+            written.append(final)
+    return written

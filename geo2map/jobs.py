@@ -1,0 +1,52 @@
+"""Declarative runs: a pipeline YAML -> one typed job object (unknown keys are errors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from geo2map.errors import Geo2MapError
+from geo2map.pipeline import TranslateOptions
+
+
+class TranslateJob(BaseModel):
+    """``kind: translate``: translate ``inputs`` (paths or catalog names) into ``out``."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["translate"]
+    inputs: list[str] = Field(min_length=1)
+    out: str
+    data_root: str | None = None
+    options: TranslateOptions = Field(default_factory=TranslateOptions)
+
+
+def describe_validation_error(e: ValidationError, source: str) -> str:
+    err = e.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{source}: unknown key {where!r}; check the spelling against the documented keys"
+    return f"{source}: {where}: {err['msg']}"
+
+
+def load_job(path: str | Path) -> TranslateJob:
+    p = Path(path)
+    if not p.is_file():
+        raise Geo2MapError(f"{path}: no such pipeline file")
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise Geo2MapError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(doc, dict) or "kind" not in doc:
+        raise Geo2MapError(f"{path}: a pipeline file is a mapping with a 'kind' key")
+    if doc["kind"] != "translate":
+        raise Geo2MapError(
+            f"{path}: kind {doc['kind']!r} is not a translation job; "
+            "training pipelines run with `geo2map train`"
+        )
+    try:
+        return TranslateJob.model_validate(doc)
+    except ValidationError as e:
+        raise Geo2MapError(describe_validation_error(e, str(path))) from None
