@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -50,8 +50,10 @@ def load_model(path: str | Path = DEFAULT_MODEL) -> tuple[nn.Module, ModelCard]:
         raise Geo2MapError(f"model card {card_path} is not valid: {first}") from None
     try:
         state = load_file(str(weights))
-    except (SafetensorsError, OSError, ValueError) as e:
-        raise Geo2MapError(f"model weights {weights} are not a valid safetensors file: {e}") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise Geo2MapError(
+            f"model weights {weights} are not a valid safetensors file: {e}"
+        ) from None
     model = build_model(card.architecture)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

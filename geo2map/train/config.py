@@ -1,0 +1,152 @@
+"""The typed training configuration: one object per run, from the pipeline YAML + CLI overrides.
+
+Every section forbids unknown keys, so a typo fails loudly with one line naming the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from geo2map.errors import Geo2MapError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    # A catalog name (data_catalog.yaml) or a folder path. landcover may be null.
+    moscow: str = "osm-moscow-pairs"
+    landcover: str | None = "landcoverai-chips"
+    moscow_val: int = Field(default=100, ge=1, description="pairs held out for validation")
+    landcover_val: int = Field(default=100, ge=1, description="chips held out for validation")
+    crop: int = Field(default=256, ge=16)
+    moscow_batch: int = Field(default=6, ge=0)
+    landcover_batch: int = Field(default=4, ge=0)
+    limit_train: int | None = Field(default=None, ge=1, description="use only the first N (tests)")
+
+
+class ModelConfig(_Strict):
+    name: str = "unet"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    gsd_m: float = Field(default=0.6, gt=0)
+    mean: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5])
+
+
+class DiscriminatorConfig(_Strict):
+    name: str = "patchgan"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class LossConfig(_Strict):
+    render_ce: float = Field(default=0.0, ge=0, description="CE against the palette-snapped map")
+    render_l1: float = Field(default=0.0, ge=0, description="L1 against the real map pixels")
+    gan: float = Field(default=0.0, ge=0, description="adversarial weight (needs a discriminator)")
+    gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
+    mask_ce: float = Field(default=1.0, ge=0)
+    mask_dice: float = Field(default=0.0, ge=0)
+    moscow_mask: float = Field(
+        default=0.2, ge=0, description="weight of OSM-derived masks vs LandCover.ai"
+    )
+    cycle: float = Field(default=10.0, ge=0)
+    identity: float = Field(default=0.5, ge=0)
+
+
+class OptimConfig(_Strict):
+    lr: float = Field(default=2e-3, gt=0)
+    lr_d: float = Field(default=2e-4, gt=0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    warmup_steps: int = Field(default=50, ge=0)
+    schedule: Literal["cosine", "constant", "linear"] = "cosine"
+
+
+class TrainLoopConfig(_Strict):
+    steps: int = Field(default=1000, ge=1)
+    checkpoint_every: int = Field(default=100, ge=1)
+    val_every: int = Field(default=200, ge=1)
+    val_moscow: int = Field(default=16, ge=1, description="val pairs scored at each validation")
+    val_landcover: int = Field(default=50, ge=1)
+    grid_samples: int = Field(default=4, ge=1)
+    log_every: int = Field(default=10, ge=1)
+    pool_size: int = Field(default=50, ge=0, description="CycleGAN image pool")
+    bf16: bool = True
+
+
+class PipelineConfig(_Strict):
+    name: str
+    mode: Literal["pix2pix", "cyclegan"] = "pix2pix"
+    description: str = ""
+    seed: int = 0
+    threads: int | None = Field(
+        default=None, ge=1, description="torch threads; null = torch default"
+    )
+    out_dir: str = "runs/default"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    reverse_model: ModelConfig | None = None  # CycleGAN map -> sat generator
+    discriminator: DiscriminatorConfig | None = None
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainLoopConfig = Field(default_factory=TrainLoopConfig)
+
+
+def _set(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = doc
+    for k in keys[:-1]:
+        if not isinstance(node.get(k), dict):
+            node[k] = {}
+        node = node[k]
+    node[keys[-1]] = value
+
+
+def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
+    """``["train.steps=10", "data.landcover=null"]`` -> nested dict; values parsed as YAML."""
+    doc: dict[str, Any] = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise Geo2MapError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        _set(doc, key.strip(), yaml.safe_load(raw))
+    return doc
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def validate_config(doc: Any, source: str = "config") -> PipelineConfig:
+    if not isinstance(doc, dict):
+        raise Geo2MapError(f"{source}: a pipeline YAML must be a mapping of keys")
+    try:
+        return PipelineConfig.model_validate(doc)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            raise Geo2MapError(f"{source}: unknown key {key!r}") from None
+        raise Geo2MapError(
+            f"{source}: key {key!r}: {err['msg']} (got {err.get('input')!r})"
+        ) from None
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise Geo2MapError(f"pipeline file {path} not found")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise Geo2MapError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if isinstance(doc, dict):
+        doc = _merge(doc, parse_overrides(overrides))
+    return validate_config(doc, str(path))

@@ -1,0 +1,176 @@
+"""Training data: Moscow sat->map pairs and LandCover.ai chips, a fixed validation split,
+and augmentations applied identically to an image and its targets.
+
+Randomness is drawn from ``numpy.random.default_rng([seed, step, ...])``: a batch depends only
+on the seed and the step number, so a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from geo2map.errors import Geo2MapError
+from geo2map.train.palette import PALETTE_CLASS, snap_to_palette
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+IGNORE_LABEL = 255
+
+
+def _images(folder: Path) -> dict[str, Path]:
+    """Image files by stem; anything else (e.g. a stray ``.DS_Store``) is not data and is skipped."""
+    if not folder.is_dir():
+        raise Geo2MapError(f"folder {folder} does not exist")
+    return {p.stem: p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
+def _natural(stem: str) -> tuple[int, str]:
+    return (int(stem), stem) if stem.isdigit() else (1 << 62, stem)
+
+
+def list_pairs(root: str | Path, a: str, b: str) -> list[tuple[str, Path, Path]]:
+    """(stem, root/a/stem.*, root/b/stem.*) for every stem, or an error naming the first unpaired file."""
+    root = Path(root)
+    left, right = _images(root / a), _images(root / b)
+    for stem in sorted(set(left) ^ set(right), key=_natural):
+        present, other = (left[stem], b) if stem in left else (right[stem], a)
+        raise Geo2MapError(f"unpaired file {present}: no image named {stem}.* in {root / other}")
+    if not left:
+        raise Geo2MapError(f"no images in {root / a} and {root / b}")
+    return [(s, left[s], right[s]) for s in sorted(left, key=_natural)]
+
+
+def split_names(
+    names: list[str], val_count: int, salt: str = "geo2map-val"
+) -> tuple[list[str], list[str]]:
+    """Fixed train/val split: the ``val_count`` names with the smallest salted hash are validation.
+
+    A hash (not a seeded shuffle) keeps each file's side stable whatever the seed or file count.
+    """
+    ranked = sorted(names, key=lambda n: hashlib.sha1(f"{salt}:{n}".encode()).hexdigest())
+    val = set(ranked[:val_count])
+    return [n for n in names if n not in val], [n for n in names if n in val]
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@dataclass
+class Sample:
+    """One training example as HWC/HW numpy arrays; absent targets are None."""
+
+    image: np.ndarray  # (H, W, 3) uint8
+    map_rgb: np.ndarray | None = None  # (H, W, 3) uint8
+    map_index: np.ndarray | None = None  # (H, W) uint8 palette index
+    mask: np.ndarray | None = None  # (H, W) uint8 class id
+
+
+class MoscowPairs:
+    """sat/N.jpg -> map/N.jpg, with the map snapped to the OSM palette and a derived class mask."""
+
+    def __init__(
+        self, root: str | Path, names: list[str] | None = None, cache: bool = True
+    ) -> None:
+        pairs = list_pairs(root, "sat", "map")
+        by_name = {s: (a, b) for s, a, b in pairs}
+        self.names = names if names is not None else list(by_name)
+        missing = [n for n in self.names if n not in by_name]
+        if missing:
+            raise Geo2MapError(f"pair {missing[0]!r} is not in {root}")
+        self.paths = [by_name[n] for n in self.names]
+        self._cache: dict[int, Sample] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Sample:
+        if self._cache is not None and i in self._cache:
+            return self._cache[i]
+        sat, mp = self.paths[i]
+        map_rgb = load_rgb(mp)
+        # uint8 keeps the cache of all pairs ~2 MB each (int64 would be 5x that)
+        index = snap_to_palette(map_rgb).astype(np.uint8)
+        s = Sample(load_rgb(sat), map_rgb, index, PALETTE_CLASS[index].astype(np.uint8))
+        if self._cache is not None:
+            self._cache[i] = s
+        return s
+
+
+class LandCoverChips:
+    """img/NNNN.png + mask/NNNN.png (class ids 0..4)."""
+
+    def __init__(self, root: str | Path, names: list[str] | None = None) -> None:
+        pairs = list_pairs(root, "img", "mask")
+        by_name = {s: (a, b) for s, a, b in pairs}
+        self.names = names if names is not None else list(by_name)
+        self.paths = [by_name[n] for n in self.names]
+        self._cache: dict[int, Sample] = {}
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Sample:
+        if i not in self._cache:
+            img, mask = self.paths[i]
+            m = np.asarray(Image.open(mask)).astype(np.uint8)
+            if m.ndim == 3:
+                m = m[..., 0]
+            self._cache[i] = Sample(load_rgb(img), mask=m)
+        return self._cache[i]
+
+
+def augment(s: Sample, rng: np.random.Generator, crop: int | None) -> Sample:
+    """The same random crop, flips and rot90 for the image and every target."""
+    h, w = s.image.shape[:2]
+    if crop is not None and (h > crop or w > crop):
+        y = int(rng.integers(0, h - crop + 1))
+        x = int(rng.integers(0, w - crop + 1))
+    else:
+        y = x = 0
+        crop = max(h, w)
+    k = int(rng.integers(0, 4))
+    flip = bool(rng.integers(0, 2))
+
+    def t(a: np.ndarray | None) -> np.ndarray | None:
+        if a is None:
+            return None
+        a = a[y : y + crop, x : x + crop]
+        if flip:
+            a = a[:, ::-1]
+        return np.ascontiguousarray(np.rot90(a, k, axes=(0, 1)))
+
+    return Sample(t(s.image), t(s.map_rgb), t(s.map_index), t(s.mask))
+
+
+def collate(samples: list[Sample], mean: list[float], std: list[float]) -> dict[str, torch.Tensor]:
+    """Stack samples; a target missing from a sample is filled with IGNORE_LABEL / flagged off."""
+    img = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2).float() / 255
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    sd = torch.tensor(std).view(1, 3, 1, 1)
+    hw = samples[0].image.shape[:2]
+    ignore = np.full(hw, IGNORE_LABEL, dtype=np.uint8)
+    blank = np.zeros((*hw, 3), dtype=np.uint8)
+    out = {
+        "image": ((img - m) / sd).contiguous(memory_format=torch.channels_last),
+        "has_map": torch.tensor([s.map_rgb is not None for s in samples]),
+        "has_mask": torch.tensor([s.mask is not None for s in samples]),
+        "map_rgb": torch.from_numpy(
+            np.stack([s.map_rgb if s.map_rgb is not None else blank for s in samples])
+        )
+        .permute(0, 3, 1, 2)
+        .float()
+        / 255,
+        "map_index": torch.from_numpy(
+            np.stack([s.map_index if s.map_index is not None else ignore for s in samples])
+        ).long(),
+        "mask": torch.from_numpy(
+            np.stack([s.mask if s.mask is not None else ignore for s in samples])
+        ).long(),
+    }
+    return out

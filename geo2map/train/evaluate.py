@@ -1,0 +1,208 @@
+"""Score a model on validation pairs / chips: metrics table + picture grid.
+
+The model runs as in inference (eval mode, bf16 autocast, channels_last) on the whole
+512x512 image at its native GSD; the render and the real map are then resized to 256x256
+for the GcGAN-protocol metrics (see metrics.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from geo2map.errors import Geo2MapError
+from geo2map.train.data import LandCoverChips, MoscowPairs, list_pairs
+from geo2map.train.metrics import (
+    confusion,
+    iou_from_confusion,
+    mean_metrics,
+    render_metrics,
+    to_eval_size,
+)
+from geo2map.train.palette import PALETTE_RGB
+
+CLASS_NAMES = ["other", "building", "vegetation", "water", "road"]
+MASK_COLOURS = np.array(
+    [[230, 230, 230], [200, 80, 60], [80, 170, 70], [60, 120, 220], [250, 210, 80]], np.uint8
+)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    images: list[np.ndarray],
+    mean: list[float],
+    std: list[float],
+    bf16: bool = True,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """uint8 (H, W, 3) images -> (render uint8 (H, W, 3), class mask (H, W)) per image."""
+    model.eval()
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
+    x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = model(x)
+    render = (out["render"].float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    mask = out["mask_logits"].float().argmax(1).numpy()
+    return list(render), list(mask)
+
+
+def score_pairs(
+    model: nn.Module,
+    ds: MoscowPairs,
+    mean: list[float],
+    std: list[float],
+    limit: int | None = None,
+    batch: int = 2,
+    keep: int = 0,
+) -> tuple[dict[str, float], list[tuple[np.ndarray, ...]]]:
+    rows, kept = [], []
+    cm = np.zeros((5, 5), np.int64)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    for i in range(0, n, batch):
+        samples = [ds[j] for j in range(i, min(n, i + batch))]
+        renders, masks = predict(model, [s.image for s in samples], mean, std)
+        for s, r, m in zip(samples, renders, masks, strict=True):
+            rows.append(render_metrics(to_eval_size(s.map_rgb), to_eval_size(r)))
+            cm += confusion(s.mask, m, 5)
+            if len(kept) < keep:
+                kept.append((s.image, s.map_rgb, r, MASK_COLOURS[m]))
+    out = mean_metrics(rows)
+    out.update({f"osm_{k}": v for k, v in iou_from_confusion(cm, CLASS_NAMES).items()})
+    return out, kept
+
+
+def score_chips(
+    model: nn.Module,
+    ds: LandCoverChips,
+    mean: list[float],
+    std: list[float],
+    limit: int | None = None,
+    batch: int = 8,
+    keep: int = 0,
+) -> tuple[dict[str, float], list[tuple[np.ndarray, ...]]]:
+    cm = np.zeros((5, 5), np.int64)
+    kept = []
+    n = len(ds) if limit is None else min(limit, len(ds))
+    for i in range(0, n, batch):
+        samples = [ds[j] for j in range(i, min(n, i + batch))]
+        renders, masks = predict(model, [s.image for s in samples], mean, std)
+        for s, r, m in zip(samples, renders, masks, strict=True):
+            cm += confusion(s.mask, m, 5)
+            if len(kept) < keep:
+                kept.append((s.image, MASK_COLOURS[s.mask], r, MASK_COLOURS[m]))
+    return iou_from_confusion(cm, CLASS_NAMES), kept
+
+
+def most_common_colour_baseline(
+    ds: MoscowPairs, train: MoscowPairs | None = None
+) -> dict[str, float]:
+    """Predict one flat colour everywhere: the most frequent (quantised) map colour of ``train``."""
+    counts: dict[tuple[int, int, int], int] = {}
+    src = train if train is not None else ds
+    for i in range(0, len(src), max(1, len(src) // 200)):
+        q = (src[i].map_rgb[::4, ::4].reshape(-1, 3) // 4 * 4 + 2).astype(np.int64)
+        keys, n = np.unique(q, axis=0, return_counts=True)
+        for k, c in zip(map(tuple, keys.tolist()), n.tolist(), strict=True):
+            counts[k] = counts.get(k, 0) + c
+    colour = np.array(max(counts, key=counts.get), np.float64)
+    rows = []
+    for i in range(len(ds)):
+        real = to_eval_size(ds[i].map_rgb)
+        rows.append(render_metrics(real, np.broadcast_to(colour, real.shape)))
+    out = mean_metrics(rows)
+    out["colour"] = [int(c) for c in colour]
+    return out
+
+
+def snapped_map_oracle(ds: MoscowPairs) -> dict[str, float]:
+    """Upper bound of a palette render: the true map snapped to the palette."""
+    rows = [
+        render_metrics(to_eval_size(ds[i].map_rgb), to_eval_size(PALETTE_RGB[ds[i].map_index]))
+        for i in range(len(ds))
+    ]
+    return mean_metrics(rows)
+
+
+def save_grid(rows: list[tuple[np.ndarray, ...]], path: Path, cell: int = 192) -> Path:
+    """One row per sample: the images of the tuple side by side, each resized to ``cell``."""
+    if not rows:
+        return path
+    cols = len(rows[0])
+    canvas = Image.new("RGB", (cols * cell, len(rows) * cell), (255, 255, 255))
+    for r, row in enumerate(rows):
+        for c, img in enumerate(row):
+            tile = Image.fromarray(np.asarray(img, np.uint8)).resize((cell, cell), Image.BILINEAR)
+            canvas.paste(tile, (c * cell, r * cell))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial.png")
+    canvas.save(tmp, optimize=True)
+    tmp.replace(path)
+    return path
+
+
+def _val_names(card_training: dict[str, Any], key: str) -> list[str] | None:
+    split = card_training.get("validation_split", {})
+    return split.get(key)
+
+
+def evaluate(
+    model_path: str | Path,
+    pairs_dir: str | Path | None = None,
+    masks_dir: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    all_files: bool = False,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Metrics of a saved model on the validation pairs (and chips) recorded in its card.
+
+    With ``all_files`` (or a card without a recorded split) every pair in the folder is used.
+    Writes ``metrics.json``, ``metrics.md`` and ``grid.png`` to ``out_dir`` when given.
+    """
+    from geo2map.models.io import load_model
+
+    model, card = load_model(model_path)
+    mean, std = card.input.mean, card.input.std
+    result: dict[str, Any] = {"model": str(model_path)}
+    grids: list[tuple[np.ndarray, ...]] = []
+    if pairs_dir is not None:
+        names = None if all_files else _val_names(card.training, "moscow")
+        if names is not None:
+            stems = {s for s, _, _ in list_pairs(pairs_dir, "sat", "map")}
+            if not set(names) <= stems:
+                names = None  # another folder: score all of it
+        ds = MoscowPairs(pairs_dir, names, cache=False)
+        m, grids = score_pairs(model, ds, mean, std, limit=limit, keep=6)
+        result["pairs"] = {"count": min(len(ds), limit or len(ds)), **m}
+    if masks_dir is not None:
+        names = None if all_files else _val_names(card.training, "landcover")
+        ds2 = LandCoverChips(masks_dir, names)
+        m2, _ = score_chips(model, ds2, mean, std, limit=limit)
+        result["masks"] = {"count": min(len(ds2), limit or len(ds2)), **m2}
+    if pairs_dir is None and masks_dir is None:
+        raise Geo2MapError("evaluate needs --pairs and/or --masks")
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(result, indent=2))
+        (out / "metrics.md").write_text(metrics_table(result))
+        if grids:
+            save_grid(grids, out / "grid.png")
+    return result
+
+
+def metrics_table(result: dict[str, Any]) -> str:
+    lines = ["| set | n | metric | value |", "|---|---|---|---|"]
+    for key in ("pairs", "masks"):
+        if key in result:
+            n = result[key]["count"]
+            for k, v in result[key].items():
+                if k != "count":
+                    lines.append(f"| {key} | {n} | {k} | {v:.4f} |")
+    return "\n".join(lines) + "\n"

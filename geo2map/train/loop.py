@@ -1,0 +1,323 @@
+"""The paired (pix2pix-mode) training loop: seeded, bf16 autocast, resumable.
+
+Each head is trained on the samples that have its target: the render head on Moscow pairs
+(cross-entropy against the palette-snapped map and/or L1 against the map pixels, plus an
+optional PatchGAN adversarial term), the mask head on LandCover.ai masks and (down-weighted)
+on the masks derived from the OSM colours.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from geo2map.catalog import resolve
+from geo2map.errors import Geo2MapError
+from geo2map.models.card import Architecture, InputSpec, ModelCard
+from geo2map.models.io import save_model
+from geo2map.models.registry import build_model
+from geo2map.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from geo2map.train.config import PipelineConfig
+from geo2map.train.data import LandCoverChips, MoscowPairs, augment, collate, split_names
+from geo2map.train.evaluate import save_grid, score_chips, score_pairs
+from geo2map.train.losses import dice_loss, gan_loss, masked_ce
+from geo2map.train.palette import OSM_PALETTE, PALETTE_RGB
+
+MOSCOW_LICENCE = (
+    "Moscow pairs: screenshots of Bing aerial imagery and OpenStreetMap standard tiles "
+    "(OSM data ODbL, tiles CC BY-SA 2.0), via maksimandrianov/pix2pix@102d2747 (no licence file)"
+)
+LANDCOVER_LICENCE = "LandCover.ai chips: CC BY-NC-SA 4.0 (via henriquejandrade/map-synth@5202b072)"
+
+
+def data_path(ref: str) -> Path:
+    """A catalog name or a folder path."""
+    p = Path(ref).expanduser()
+    if p.exists():
+        return p
+    return resolve(ref, verify=False)
+
+
+def model_kwargs(cfg: PipelineConfig) -> dict[str, Any]:
+    kw = dict(cfg.model.kwargs)
+    if cfg.model.name == "unet" and kw.get("render_mode") == "palette" and "palette" not in kw:
+        kw["palette"] = PALETTE_RGB.tolist()
+    return kw
+
+
+def lr_factor(cfg: PipelineConfig, step: int) -> float:
+    o, total = cfg.optim, cfg.train.steps
+    if step < o.warmup_steps:
+        return (step + 1) / o.warmup_steps
+    frac = (step - o.warmup_steps) / max(1, total - o.warmup_steps)
+    if o.schedule == "cosine":
+        return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
+    if o.schedule == "linear":
+        return max(0.0, 1 - frac)
+    return 1.0
+
+
+class Datasets:
+    """Train/val datasets with the fixed split; names are recorded in the model card."""
+
+    def __init__(self, cfg: PipelineConfig) -> None:
+        d = cfg.data
+        self.moscow_root = data_path(d.moscow)
+        allm = MoscowPairs(self.moscow_root, cache=False).names
+        tr, va = split_names(allm, d.moscow_val)
+        if d.limit_train:
+            tr = tr[: d.limit_train]
+        self.moscow_train = MoscowPairs(self.moscow_root, tr)
+        self.moscow_val = MoscowPairs(self.moscow_root, va)
+        self.lc_train = self.lc_val = None
+        if d.landcover:
+            self.lc_root = data_path(d.landcover)
+            alll = LandCoverChips(self.lc_root).names
+            tr2, va2 = split_names(alll, d.landcover_val)
+            if d.limit_train:
+                tr2 = tr2[: d.limit_train]
+            self.lc_train = LandCoverChips(self.lc_root, tr2)
+            self.lc_val = LandCoverChips(self.lc_root, va2)
+
+    def split_record(self) -> dict[str, list[str]]:
+        rec = {"moscow": self.moscow_val.names}
+        if self.lc_val is not None:
+            rec["landcover"] = self.lc_val.names
+        return rec
+
+    def batch(self, cfg: PipelineConfig, step: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([cfg.seed, step])
+        samples = []
+        for ds, n in (
+            (self.moscow_train, cfg.data.moscow_batch),
+            (self.lc_train, cfg.data.landcover_batch),
+        ):
+            if ds is None or n == 0:
+                continue
+            for i in rng.integers(0, len(ds), n):
+                samples.append(augment(ds[int(i)], rng, cfg.data.crop))
+        return collate(samples, cfg.model.mean, cfg.model.std)
+
+
+def make_card(
+    cfg: PipelineConfig, kwargs: dict[str, Any], data: Datasets, extra: dict[str, Any]
+) -> ModelCard:
+    licences = [MOSCOW_LICENCE] + ([LANDCOVER_LICENCE] if data.lc_val is not None else [])
+    return ModelCard(
+        name=cfg.name,
+        description=cfg.description,
+        architecture=Architecture(name=cfg.model.name, kwargs=kwargs),
+        input=InputSpec(gsd_m=cfg.model.gsd_m, mean=cfg.model.mean, std=cfg.model.std, multiple=16),
+        licence="; ".join(licences) + ". Non-commercial use only where LandCover.ai is included.",
+        training={
+            "pipeline": cfg.model_dump(mode="json"),
+            "palette": [{"name": n, "hex": h, "class": c} for n, h, c in OSM_PALETTE],
+            "validation_split": data.split_record(),
+            **extra,
+        },
+    )
+
+
+def _setup_threads(cfg: PipelineConfig) -> None:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+
+def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
+    _setup_threads(cfg)
+    out = Path(cfg.out_dir)
+    ckdir = out / "checkpoints"
+    data = Datasets(cfg)
+    torch.manual_seed(cfg.seed)
+    kwargs = model_kwargs(cfg)
+    G = build_model(Architecture(name=cfg.model.name, kwargs=kwargs)).to(
+        memory_format=torch.channels_last
+    )
+    modules: dict[str, torch.nn.Module] = {"G": G}
+    archs: dict[str, dict[str, Any]] = {"G": {"name": cfg.model.name, "kwargs": kwargs}}
+    o = cfg.optim
+    optims: dict[str, torch.optim.Optimizer] = {
+        "G": torch.optim.AdamW(G.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    }
+    D = None
+    if cfg.loss.gan > 0:
+        if cfg.discriminator is None:
+            raise Geo2MapError("loss.gan > 0 needs a discriminator section")
+        D = build_model(Architecture(name=cfg.discriminator.name, kwargs=cfg.discriminator.kwargs))
+        D = D.to(memory_format=torch.channels_last)
+        modules["D"] = D
+        archs["D"] = {"name": cfg.discriminator.name, "kwargs": cfg.discriminator.kwargs}
+        optims["D"] = torch.optim.Adam(D.parameters(), lr=o.lr_d, betas=o.betas)
+
+    start, best, elapsed0 = 0, -math.inf, 0.0
+    meta = read_meta(ckdir)
+    if meta is not None:
+        meta, _ = load_checkpoint(ckdir, modules, optims, archs)
+        start, best, elapsed0 = meta["step"], meta["best"], meta.get("elapsed_s", 0.0)
+        print(f"resuming {out} at step {start}")
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "log.csv"
+    fields = [
+        "step",
+        "time_s",
+        "lr",
+        "loss",
+        "render_ce",
+        "render_l1",
+        "gan_g",
+        "gan_d",
+        "mask",
+        "val_rmse",
+        "val_acc5",
+        "val_acc10",
+        "val_ssim",
+        "val_osm_miou",
+        "val_lc_miou",
+        "val_score",
+    ]
+    if not log_path.exists() or start == 0:
+        with log_path.open("w", newline="") as f:
+            csv.writer(f).writerow(fields)
+    t0 = time.time() - elapsed0
+    L = cfg.loss
+    bar = tqdm(
+        range(start, cfg.train.steps),
+        initial=start,
+        total=cfg.train.steps,
+        disable=not progress,
+        desc=cfg.name,
+        unit="step",
+    )
+    acc: dict[str, list[float]] = {}
+    for step in bar:
+        G.train()
+        factor = lr_factor(cfg, step)
+        for g in optims["G"].param_groups:
+            g["lr"] = o.lr * factor
+        b = data.batch(cfg, step)
+        has_map = b["has_map"]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
+            outp = G(b["image"])
+        parts: dict[str, torch.Tensor] = {}
+        if has_map.any():
+            if L.render_ce > 0:
+                parts["render_ce"] = L.render_ce * masked_ce(
+                    outp["render_logits"][has_map], b["map_index"][has_map]
+                )
+            if L.render_l1 > 0:
+                parts["render_l1"] = (
+                    L.render_l1
+                    * (outp["render"][has_map].float() - b["map_rgb"][has_map]).abs().mean()
+                )
+        # mask: LandCover.ai at full weight, OSM-derived masks at loss.moscow_mask
+        mask_loss = outp["mask_logits"].sum() * 0.0
+        for sel, w in ((~has_map & b["has_mask"], 1.0), (has_map & b["has_mask"], L.moscow_mask)):
+            if sel.any() and w > 0:
+                lg, tg = outp["mask_logits"][sel], b["mask"][sel]
+                mask_loss = mask_loss + w * (
+                    L.mask_ce * masked_ce(lg, tg) + L.mask_dice * dice_loss(lg, tg)
+                )
+        parts["mask"] = mask_loss
+        if D is not None and has_map.any():
+            src = b["image"][has_map]
+            fake = outp["render"][has_map].float().contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
+                pred_fake = D(torch.cat([src, fake * 2 - 1], 1))
+            parts["gan_g"] = L.gan * gan_loss(pred_fake, True, L.gan_mode)
+        loss = sum(parts.values())
+        optims["G"].zero_grad(set_to_none=True)
+        loss.backward()
+        optims["G"].step()
+        if D is not None and has_map.any():
+            real = b["map_rgb"][has_map] * 2 - 1
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
+                d_real = D(torch.cat([src, real], 1).contiguous(memory_format=torch.channels_last))
+                d_fake = D(
+                    torch.cat([src, fake.detach() * 2 - 1], 1).contiguous(
+                        memory_format=torch.channels_last
+                    )
+                )
+            loss_d = 0.5 * (
+                gan_loss(d_real, True, L.gan_mode) + gan_loss(d_fake, False, L.gan_mode)
+            )
+            optims["D"].zero_grad(set_to_none=True)
+            loss_d.backward()
+            optims["D"].step()
+            parts["gan_d"] = loss_d.detach()
+        acc.setdefault("loss", []).append(float(loss.detach()))
+        for k, v in parts.items():
+            acc.setdefault(k, []).append(float(v.detach()))
+        done = step + 1
+        row: dict[str, Any] = {}
+        if done % cfg.train.log_every == 0 or done == cfg.train.steps:
+            row = {k: f"{np.mean(v):.4f}" for k, v in acc.items()}
+            acc = {}
+            bar.set_postfix(loss=row["loss"])
+        if done % cfg.train.val_every == 0 or done == cfg.train.steps:
+            val = validate(cfg, G, data, out / "samples" / f"step{done:06d}.png")
+            row.update({f"val_{k}": f"{v:.4f}" for k, v in val.items() if f"val_{k}" in fields})
+            if val["score"] > best:
+                best = val["score"]
+                card = make_card(
+                    cfg, kwargs, data, {"step": done, "elapsed_s": round(time.time() - t0, 1)}
+                )
+                card.metrics = {"validation": val}
+                save_model(G, card, out / "best")
+            tqdm.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+        if row:
+            row.update(step=done, time_s=f"{time.time() - t0:.1f}", lr=f"{o.lr * factor:.2e}")
+            with log_path.open("a", newline="") as f:
+                csv.DictWriter(f, fields, extrasaction="ignore").writerow(row)
+        if done % cfg.train.checkpoint_every == 0 or done == cfg.train.steps:
+            save_checkpoint(
+                ckdir,
+                modules,
+                optims,
+                {},
+                {
+                    "step": done,
+                    "best": best,
+                    "elapsed_s": time.time() - t0,
+                    "architectures": archs,
+                    "config": cfg.model_dump(mode="json"),
+                },
+            )
+    # the final weights too: "best" is chosen on validation, "last" is what the schedule ends at
+    card = make_card(
+        cfg, kwargs, data, {"step": cfg.train.steps, "elapsed_s": round(time.time() - t0, 1)}
+    )
+    save_model(G, card, out / "last")
+    return out / "best"
+
+
+def validate(
+    cfg: PipelineConfig, G: torch.nn.Module, data: Datasets, grid: Path
+) -> dict[str, float]:
+    t = cfg.train
+    m, rows = score_pairs(
+        G, data.moscow_val, cfg.model.mean, cfg.model.std, limit=t.val_moscow, keep=t.grid_samples
+    )
+    val = {k: m[k] for k in ("rmse", "acc5", "acc10", "ssim")}
+    val["osm_miou"] = m["osm_miou"]
+    if data.lc_val is not None:
+        m2, rows2 = score_chips(
+            G,
+            data.lc_val,
+            cfg.model.mean,
+            cfg.model.std,
+            limit=t.val_landcover,
+            keep=t.grid_samples,
+        )
+        val["lc_miou"] = m2["miou"]
+        rows += rows2
+    save_grid(rows, grid, cell=160)
+    # one number to pick "best": render accuracy and mask quality, equally weighted
+    val["score"] = val["acc10"] - val["rmse"] / 100 + val.get("lc_miou", val["osm_miou"])
+    return val
