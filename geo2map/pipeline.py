@@ -301,7 +301,7 @@ def output_profile(plan: ScenePlan) -> tuple[dict, list[GroundControlPoint] | No
         return profile, (gcps, scene.gcps_crs)
     transform = plan.grid.transform if plan.on_model_grid else scene.transform
     if scene.window != (0, 0):
-        transform = transform * transform.translation(scene.window[1], scene.window[0])
+        transform = transform @ transform.translation(scene.window[1], scene.window[0])
     profile = {
         "width": plan.output_width,
         "height": plan.output_height,

@@ -41,7 +41,7 @@ class ModelGrid:
         from affine import Affine
 
         sy, sx = self.scale
-        return self.scene.transform * Affine.scale(sx, sy)
+        return self.scene.transform @ Affine.scale(sx, sy)
 
 
 def read_model_window(

@@ -126,9 +126,9 @@ def ground_sample_distance(ds: rasterio.DatasetReader) -> tuple[float, CRS | Non
         )
     if crs.is_geographic:
         geod = Geod(ellps="WGS84")
-        lon, lat = transform * (ds.width / 2, ds.height / 2)
-        lon_e, lat_e = transform * (ds.width / 2 + 1, ds.height / 2)
-        lon_s, lat_s = transform * (ds.width / 2, ds.height / 2 + 1)
+        lon, lat = transform @ (ds.width / 2, ds.height / 2)
+        lon_e, lat_e = transform @ (ds.width / 2 + 1, ds.height / 2)
+        lon_s, lat_s = transform @ (ds.width / 2, ds.height / 2 + 1)
         gx = geod.inv(lon, lat, lon_e, lat_e)[2]
         gy = geod.inv(lon, lat, lon_s, lat_s)[2]
     else:

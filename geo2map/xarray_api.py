@@ -23,7 +23,7 @@ def _window_in_file(da: xr.DataArray, path: str) -> tuple[int, int]:
     t = da.rio.transform()
     if not np.allclose([t.a, t.e], [file_t.a, file_t.e]):
         raise Geo2MapError("the DataArray was resampled after opening: translate the file instead")
-    col, row = ~file_t * (t.c, t.f)
+    col, row = ~file_t @ (t.c, t.f)
     if not (np.isclose(col, round(col)) and np.isclose(row, round(row))):
         raise Geo2MapError(
             "the DataArray is not aligned with its file's pixels: translate the file instead"

@@ -1,0 +1,84 @@
+"""The chip grid covers every pixel and blends with weights that never vanish."""
+
+import numpy as np
+import pytest
+
+from geo2map.tiling import AxisMap, ChipGrid, blend_chips, blocks, chip_starts
+
+
+@pytest.mark.parametrize("length", [1, 15, 64, 65, 100, 127, 128, 129, 1000, 1023])
+@pytest.mark.parametrize(("chip", "overlap"), [(64, 0), (64, 16), (128, 32), (64, 63)])
+def test_chip_starts_cover_every_pixel_including_the_last(length, chip, overlap):
+    starts = chip_starts(length, chip, overlap)
+    covered = np.zeros(length, bool)
+    for s in starts:
+        covered[s : s + chip] = True
+    assert covered.all()
+    assert starts[0] == 0
+    if length >= chip:
+        assert starts[-1] + chip == length  # flush with the right/bottom edge
+        assert all(b - a <= chip - overlap for a, b in zip(starts, starts[1:], strict=False))
+
+
+def test_non_square_grid_chips_and_weights():
+    grid = ChipGrid(height=100, width=300, size=64, overlap=16, batch_size=3)
+    covered = np.zeros((100, 300), np.float32)
+    for chip in grid.chips:
+        w = grid.weights(chip)
+        assert (w > 0).all()
+        covered[chip.row : chip.row + 64, chip.col : chip.col + 64] += w
+    assert (covered > 0).all()
+    # Batches are consecutive chips in grid order, independent of any block size.
+    flat = [c.index for b in range(grid.n_batches) for c in grid.batch(b)]
+    assert flat == list(range(len(grid.chips)))
+
+
+def test_border_chips_have_full_weight_at_the_scene_border():
+    grid = ChipGrid(height=200, width=200, size=64, overlap=32, batch_size=4)
+    first, last = grid.chips[0], grid.chips[-1]
+    assert grid.weights(first)[0, 0] == 1.0
+    assert grid.weights(last)[-1, -1] == 1.0
+    inner = grid.weights(first)[-1, -1]
+    assert 0 < inner < 1  # fades towards neighbours
+
+
+def test_blend_of_constant_chips_is_that_constant_everywhere():
+    grid = ChipGrid(height=90, width=130, size=32, overlap=8, batch_size=2)
+    outputs = {c.index: np.full((2, 32, 32), 0.25, np.float32) for c in grid.chips}
+    values, covered = blend_chips(grid, outputs, (0, 90), (0, 130))
+    assert covered.all()
+    np.testing.assert_allclose(values, 0.25, rtol=1e-6)
+
+
+def test_blend_is_the_same_whatever_region_is_asked_for():
+    rng = np.random.default_rng(0)
+    grid = ChipGrid(height=90, width=130, size=32, overlap=8, batch_size=2)
+    outputs = {c.index: rng.random((3, 32, 32), dtype=np.float32) for c in grid.chips}
+    whole, _ = blend_chips(grid, outputs, (0, 90), (0, 130))
+    part, _ = blend_chips(grid, outputs, (17, 61), (40, 129))
+    np.testing.assert_array_equal(part, whole[:, 17:61, 40:129])
+
+
+def test_skipped_chips_leave_their_own_pixels_uncovered():
+    grid = ChipGrid(height=64, width=128, size=64, overlap=0, batch_size=2)
+    outputs = {0: np.ones((1, 64, 64), np.float32), 1: None}
+    _, covered = blend_chips(grid, outputs, (0, 64), (0, 128))
+    assert covered[:, :64].all() and not covered[:, 64:].any()
+
+
+def test_blocks_cover_the_output_exactly_once():
+    seen = np.zeros((1000, 1300), int)
+    for strip in blocks(1000, 1300, 512):
+        for b in strip:
+            seen[b.row : b.row + b.height, b.col : b.col + b.width] += 1
+    assert (seen == 1).all()
+
+
+def test_axis_map_identity_and_downsampling():
+    same = AxisMap(out_length=10, model_length=10)
+    lo, hi, w = same.taps(0, 10)
+    assert (lo == np.arange(10)).all() and (w == 0).all()
+    half = AxisMap(out_length=10, model_length=5)
+    lo, hi, w = half.taps(0, 10)
+    assert lo.min() == 0 and hi.max() == 4
+    assert half.model_range(0, 10) == (0, 5)
