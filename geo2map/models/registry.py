@@ -26,9 +26,7 @@ def available() -> list[str]:
 
 def build_model(arch: Architecture) -> nn.Module:
     if arch.name not in _BUILDERS:
-        raise ValueError(
-            f"unknown architecture {arch.name!r}; known: {', '.join(available())}"
-        )
+        raise ValueError(f"unknown architecture {arch.name!r}; known: {', '.join(available())}")
     return _BUILDERS[arch.name](**arch.kwargs)
 
 
@@ -44,3 +42,17 @@ def _smp_unet(**kwargs: Any) -> nn.Module:
     from geo2map.models.smp_unet import SmpUNetTranslator
 
     return SmpUNetTranslator(**kwargs)
+
+
+@register("cyclegan-resnet")
+def _cyclegan_resnet(**kwargs: Any) -> nn.Module:
+    from geo2map.models.cyclegan import ResnetGenerator
+
+    return ResnetGenerator(**kwargs)
+
+
+@register("patchgan")
+def _patchgan(**kwargs: Any) -> nn.Module:
+    from geo2map.models.discriminator import PatchGAN
+
+    return PatchGAN(**kwargs)

@@ -1,0 +1,71 @@
+"""``geo2map train | evaluate | export-model``: thin typer wrappers over geo2map.train.
+
+``geo2map/cli.py`` calls :func:`register_commands` on its app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register_commands(app: typer.Typer) -> None:
+    @app.command("train")
+    def train(
+        pipeline: Annotated[
+            Path, typer.Argument(help="pipeline YAML, e.g. pipelines/train-default.yaml")
+        ],
+        set_: Annotated[
+            list[str] | None,
+            typer.Option("--set", help="override a key, e.g. --set train.steps=10 (repeatable)"),
+        ] = None,
+        no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
+    ) -> None:
+        """Train (or resume) the model a pipeline YAML describes; checkpoints resume after a kill."""
+        from geo2map.train import run
+
+        best = run(pipeline, set_ or [], progress=not no_progress)
+        typer.echo(f"best model: {best}")
+
+    @app.command("evaluate")
+    def evaluate(
+        model: Annotated[
+            Path, typer.Option("--model", help="model path (x, x.json or x.safetensors)")
+        ],
+        pairs: Annotated[
+            Path | None, typer.Option("--pairs", help="folder with sat/ and map/")
+        ] = None,
+        masks: Annotated[
+            Path | None, typer.Option("--masks", help="folder with img/ and mask/")
+        ] = None,
+        out: Annotated[
+            Path | None, typer.Option("--out", help="folder for metrics + grid.png")
+        ] = None,
+        all_files: Annotated[
+            bool, typer.Option("--all", help="score every file, not the card's validation split")
+        ] = False,
+        limit: Annotated[int | None, typer.Option("--limit", help="score only the first N")] = None,
+    ) -> None:
+        """Metrics table (RMSE, acc5/10, SSIM, IoUs) and a picture grid for a saved model."""
+        from geo2map.train.evaluate import evaluate as run_eval
+        from geo2map.train.evaluate import metrics_table
+
+        result = run_eval(model, pairs, masks, out, all_files=all_files, limit=limit)
+        typer.echo(metrics_table(result))
+        if out is not None:
+            typer.echo(f"wrote {out}/metrics.json, metrics.md, grid.png")
+
+    @app.command("export-model")
+    def export_model(
+        src: Annotated[Path, typer.Argument(help="trained model, e.g. runs/default/best")],
+        out: Annotated[
+            Path, typer.Option("--out", help="destination, e.g. geo2map/models/weights/default")
+        ],
+    ) -> None:
+        """Check a trained model loads, then write it as .safetensors + .json card at --out."""
+        from geo2map.train import export
+
+        weights, card = export(src, out)
+        typer.echo(f"wrote {weights} and {card}")

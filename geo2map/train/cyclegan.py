@@ -1,0 +1,225 @@
+"""The unpaired (CycleGAN-mode) training loop.
+
+Two generators (sat->map ``G``, map->sat ``F``), two PatchGAN discriminators (``D_map``,
+``D_sat``), LSGAN + cycle + identity losses, image pools of past fakes. The Moscow sat images
+and maps are drawn with independent random indices (and independent crops), so no step ever
+sees an aligned pair; the val pairs are used only to score ``G`` exactly like pix2pix mode.
+If LandCover.ai is configured, ``G``'s mask head is trained on it (it has no unpaired analogue).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from geo2map.models.card import Architecture
+from geo2map.models.io import save_model
+from geo2map.models.registry import build_model
+from geo2map.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from geo2map.train.config import PipelineConfig
+from geo2map.train.data import augment, collate
+from geo2map.train.loop import Datasets, lr_factor, make_card, model_kwargs, validate
+from geo2map.train.losses import dice_loss, gan_loss, masked_ce
+
+
+class ImagePool:
+    """Shrivastava et al.'s history of fakes: half the time D sees an older fake instead."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.images: list[torch.Tensor] = []
+
+    def query(self, batch: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        if self.size == 0:
+            return batch
+        out = []
+        for img in batch.detach():
+            if len(self.images) < self.size:
+                self.images.append(img.clone())
+                out.append(img)
+            elif rng.random() < 0.5:
+                j = int(rng.integers(0, self.size))
+                out.append(self.images[j].clone())
+                self.images[j] = img.clone()
+            else:
+                out.append(img)
+        return torch.stack(out)
+
+    def state(self) -> torch.Tensor | None:
+        return torch.stack(self.images) if self.images else None
+
+    def load(self, t: torch.Tensor | None) -> None:
+        self.images = list(t.unbind(0)) if t is not None else []
+
+
+def _cl(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out_dir)
+    ckdir = out / "checkpoints"
+    data = Datasets(cfg)
+    torch.manual_seed(cfg.seed)
+    kw_g = model_kwargs(cfg)
+    rev = cfg.reverse_model or cfg.model
+    kw_f = {**rev.kwargs, "num_classes": 0} if rev.name == "cyclegan-resnet" else dict(rev.kwargs)
+    dkw = dict(cfg.discriminator.kwargs) if cfg.discriminator else {}
+    dkw["in_channels"] = 3  # unconditional: CycleGAN's D sees one image
+    dname = cfg.discriminator.name if cfg.discriminator else "patchgan"
+    archs = {
+        "G": {"name": cfg.model.name, "kwargs": kw_g},
+        "F": {"name": rev.name, "kwargs": kw_f},
+        "D_map": {"name": dname, "kwargs": dkw},
+        "D_sat": {"name": dname, "kwargs": dkw},
+    }
+    modules = {
+        k: build_model(Architecture(**a)).to(memory_format=torch.channels_last)
+        for k, a in archs.items()
+    }
+    G, Fm, D_map, D_sat = modules["G"], modules["F"], modules["D_map"], modules["D_sat"]
+    o, L = cfg.optim, cfg.loss
+    optims: dict[str, torch.optim.Optimizer] = {
+        "G": torch.optim.Adam(list(G.parameters()) + list(Fm.parameters()), lr=o.lr, betas=o.betas),
+        "D": torch.optim.Adam(
+            list(D_map.parameters()) + list(D_sat.parameters()), lr=o.lr_d, betas=o.betas
+        ),
+    }
+    pools = {"map": ImagePool(cfg.train.pool_size), "sat": ImagePool(cfg.train.pool_size)}
+    mean = torch.tensor(cfg.model.mean).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.model.std).view(1, 3, 1, 1)
+
+    def sat_to_unit(x: torch.Tensor) -> torch.Tensor:  # normalized input -> [0, 1]
+        return x * std + mean
+
+    def unit_to_sat(x: torch.Tensor) -> torch.Tensor:
+        return (x - mean) / std
+
+    start, best, elapsed0 = 0, -math.inf, 0.0
+    if read_meta(ckdir) is not None:
+        meta, extra = load_checkpoint(ckdir, modules, optims, archs)
+        start, best, elapsed0 = meta["step"], meta["best"], meta.get("elapsed_s", 0.0)
+        pools["map"].load(extra.get("pool_map"))
+        pools["sat"].load(extra.get("pool_sat"))
+        print(f"resuming {out} at step {start}")
+    out.mkdir(parents=True, exist_ok=True)
+    fields = ["step", "time_s", "lr", "loss_g", "gan_g", "cycle", "identity", "mask", "loss_d",
+              "val_rmse", "val_acc5", "val_acc10", "val_ssim", "val_osm_miou", "val_lc_miou", "val_score"]  # fmt: skip
+    log_path = out / "log.csv"
+    if start == 0 or not log_path.exists():
+        with log_path.open("w", newline="") as f:
+            csv.writer(f).writerow(fields)
+    t0 = time.time() - elapsed0
+    amp = {"device_type": "cpu", "dtype": torch.bfloat16, "enabled": cfg.train.bf16}
+    n = max(1, cfg.data.moscow_batch)
+    bar = tqdm(range(start, cfg.train.steps), initial=start, total=cfg.train.steps,
+               disable=not progress, desc=cfg.name, unit="step")  # fmt: skip
+    acc: dict[str, list[float]] = {}
+    for step in bar:
+        for m in modules.values():
+            m.train()
+        factor = lr_factor(cfg, step)
+        for name, base_lr in (("G", o.lr), ("D", o.lr_d)):
+            for g in optims[name].param_groups:
+                g["lr"] = base_lr * factor
+        # independent draws: sat i and map j are (almost surely) different places
+        rs, rm, rp = (np.random.default_rng([cfg.seed, step, k]) for k in (1, 2, 3))
+        ds = data.moscow_train
+        sats = [augment(ds[int(i)], rs, cfg.data.crop) for i in rs.integers(0, len(ds), n)]
+        maps = [augment(ds[int(j)], rm, cfg.data.crop) for j in rm.integers(0, len(ds), n)]
+        real_sat = collate(sats, cfg.model.mean, cfg.model.std)["image"]
+        real_map = _cl(collate(maps, cfg.model.mean, cfg.model.std)["map_rgb"])  # [0, 1]
+        with torch.autocast(**amp):
+            fake_map = G(real_sat)["render"].float()
+            rec_sat = unit_to_sat(Fm(_cl(unit_to_sat(fake_map)))["render"].float())
+            fake_sat_unit = Fm(_cl(unit_to_sat(real_map)))["render"].float()
+            rec_map = G(_cl(unit_to_sat(fake_sat_unit)))["render"].float()
+            parts: dict[str, torch.Tensor] = {
+                "gan_g": gan_loss(D_map(_cl(fake_map * 2 - 1)), True, L.gan_mode)
+                + gan_loss(D_sat(_cl(fake_sat_unit * 2 - 1)), True, L.gan_mode),
+            }
+            parts["cycle"] = L.cycle * (
+                (rec_sat - real_sat).abs().mean() / 2  # normalized space is 2x [0,1] for std 0.5
+                + (rec_map - real_map).abs().mean()
+            )
+            if L.identity > 0:
+                idt_map = G(_cl(unit_to_sat(real_map)))["render"].float()
+                idt_sat = Fm(real_sat)["render"].float()
+                parts["identity"] = (
+                    L.identity
+                    * L.cycle
+                    * (
+                        (idt_map - real_map).abs().mean()
+                        + (idt_sat - sat_to_unit(real_sat)).abs().mean()
+                    )
+                )
+            if data.lc_train is not None and cfg.data.landcover_batch > 0:
+                rl = np.random.default_rng([cfg.seed, step, 4])
+                chips = [augment(data.lc_train[int(i)], rl, cfg.data.crop)
+                         for i in rl.integers(0, len(data.lc_train), cfg.data.landcover_batch)]  # fmt: skip
+                cb = collate(chips, cfg.model.mean, cfg.model.std)
+                lg = G(cb["image"])["mask_logits"]
+                parts["mask"] = L.mask_ce * masked_ce(lg, cb["mask"]) + L.mask_dice * dice_loss(
+                    lg, cb["mask"]
+                )
+        loss_g = sum(parts.values())
+        optims["G"].zero_grad(set_to_none=True)
+        loss_g.backward()
+        optims["G"].step()
+        fm = pools["map"].query(fake_map.detach(), rp)
+        fs = pools["sat"].query(fake_sat_unit.detach(), rp)
+        with torch.autocast(**amp):
+            loss_d = 0.5 * (
+                gan_loss(D_map(_cl(real_map * 2 - 1)), True, L.gan_mode)
+                + gan_loss(D_map(_cl(fm * 2 - 1)), False, L.gan_mode)
+                + gan_loss(D_sat(_cl(sat_to_unit(real_sat) * 2 - 1)), True, L.gan_mode)
+                + gan_loss(D_sat(_cl(fs * 2 - 1)), False, L.gan_mode)
+            )
+        optims["D"].zero_grad(set_to_none=True)
+        loss_d.backward()
+        optims["D"].step()
+        acc.setdefault("loss_g", []).append(float(loss_g.detach()))
+        acc.setdefault("loss_d", []).append(float(loss_d.detach()))
+        for k, v in parts.items():
+            acc.setdefault(k, []).append(float(v.detach()))
+        done = step + 1
+        row: dict[str, Any] = {}
+        if done % cfg.train.log_every == 0 or done == cfg.train.steps:
+            row = {k: f"{np.mean(v):.4f}" for k, v in acc.items()}
+            acc = {}
+            bar.set_postfix(loss_g=row["loss_g"], loss_d=row["loss_d"])
+        if done % cfg.train.val_every == 0 or done == cfg.train.steps:
+            val = validate(cfg, G, data, out / "samples" / f"step{done:06d}.png")
+            row.update({f"val_{k}": f"{v:.4f}" for k, v in val.items() if f"val_{k}" in fields})
+            if val["score"] > best:
+                best = val["score"]
+                card = make_card(
+                    cfg, kw_g, data, {"step": done, "elapsed_s": round(time.time() - t0, 1)}
+                )
+                card.metrics = {"validation": val}
+                save_model(G, card, out / "best")
+            tqdm.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+        if row:
+            row.update(step=done, time_s=f"{time.time() - t0:.1f}", lr=f"{o.lr * factor:.2e}")
+            with log_path.open("a", newline="") as f:
+                csv.DictWriter(f, fields, extrasaction="ignore").writerow(row)
+        if done % cfg.train.checkpoint_every == 0 or done == cfg.train.steps:
+            extra = {f"pool_{k}": p.state() for k, p in pools.items() if p.state() is not None}
+            save_checkpoint(ckdir, modules, optims, extra, {
+                "step": done, "best": best, "elapsed_s": time.time() - t0,
+                "architectures": archs, "config": cfg.model_dump(mode="json"),
+            })  # fmt: skip
+    card = make_card(
+        cfg, kw_g, data, {"step": cfg.train.steps, "elapsed_s": round(time.time() - t0, 1)}
+    )
+    save_model(G, card, out / "last")
+    return out / "best"
