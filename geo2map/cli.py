@@ -225,8 +225,9 @@ def catalog_list(data_root: Annotated[str | None, typer.Option(help="data root")
     def go() -> None:
         root = catalog.data_root(data_root)
         table = Table(title=f"data catalog (data root: {root})")
-        for col in ("name", "kind", "present", "crs", "pixel size", "licence"):
-            table.add_column(col)
+        table.add_column("name", no_wrap=True)  # names are what users type: never cut them
+        for col in ("kind", "present", "crs", "pixel size (CRS units)", "licence"):
+            table.add_column(col, overflow="fold")
         for e in catalog.load_catalog().values():
             present = "[green]yes[/green]" if catalog.is_present(e, data_root) else "[red]no[/red]"
             px = (

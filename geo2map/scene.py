@@ -170,7 +170,12 @@ def inspect_scene(
 ) -> Scene:
     with open_dataset(path) as ds:
         if ds.count == 0:
-            raise Geo2MapError(f"{path}: the raster has no bands")
+            hint = (
+                f"; it holds subdatasets, translate one of them, e.g. {ds.subdatasets[0]}"
+                if ds.subdatasets
+                else ""
+            )
+            raise Geo2MapError(f"{path}: the raster has no bands{hint}")
         gsd, _, _ = ground_sample_distance(ds)
         chosen = select_bands(ds, wanted_bands, bands)
         gcps, gcps_crs = ds.gcps

@@ -55,7 +55,14 @@ def load_model(path: str | Path = DEFAULT_MODEL) -> tuple[nn.Module, ModelCard]:
             f"model weights {weights} are not a valid safetensors file: {e}"
         ) from None
     model = build_model(card.architecture)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a tensor of another shape
+        detail = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln), "")
+        raise Geo2MapError(
+            f"weights {weights} do not fit architecture {card.architecture.name!r} "
+            f"of its card: {detail[:160]}"
+        ) from None
     if missing or unexpected:
         raise Geo2MapError(
             f"weights {weights} do not fit architecture {card.architecture.name!r} "

@@ -1,0 +1,218 @@
+"""The command line: happy paths print a summary; bad input gets one line, exit 2, no files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import xarray as xr
+from PIL import Image
+from typer.testing import CliRunner
+
+from geo2map.catalog import data_root
+from geo2map.cli import app
+
+runner = CliRunner()
+DUTCH = "dutch-aerial-25cm-epsg28992.tif"
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_clean_failure(result, message: str, out: Path | None = None) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0], lines[0]
+    if out is not None and out.exists():
+        assert list(out.iterdir()) == [], "a failed run left files behind"
+
+
+def test_translate_prints_a_summary_and_writes_cogs(scenes, models, tmp_path):
+    result = run("translate", scenes / DUTCH, "--out", tmp_path, "--model", models(0.6),
+                 "--chip-size", "128", "--overlap", "16")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "MP/s" in result.stdout and "chips computed" in result.stdout
+    assert (tmp_path / "dutch-aerial-25cm-epsg28992_render.tif").is_file()
+
+
+def test_catalog_names_are_inputs(models, tmp_path):
+    result = run("translate", "neon-osbs-10cm", "--out", tmp_path, "--model", models(0.6),
+                 "--chip-size", "64", "--overlap", "8")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "neon-osbs-10cm-epsg32617_mask.tif").is_file()
+
+
+def test_help_names_the_default_model():
+    result = run("translate", "--help")
+    assert result.exit_code == 0
+    assert "Default model:" in result.stdout
+
+
+@pytest.fixture()
+def bad_inputs(tmp_path: Path, scenes: Path) -> dict[str, Path]:
+    made = {}
+    made["text"] = tmp_path / "notes.tif"
+    made["text"].write_text("not a raster")
+    made["png"] = data_root() / "masks" / "landcoverai" / "img" / "0000.png"
+    # A container with two variables opens in GDAL as a dataset of zero bands.
+    made["no-bands"] = tmp_path / "container.nc"
+    grids = {v: (("y", "x"), np.zeros((4, 4), np.uint8)) for v in ("a", "b")}
+    xr.Dataset(grids).to_netcdf(made["no-bands"], engine="scipy")
+    with rasterio.open(scenes / DUTCH) as src:
+        profile = {**src.profile, "count": 2}
+        data = src.read([1, 2])
+        two = tmp_path / "two-bands.tif"
+        with rasterio.open(two, "w", **{**profile, "photometric": "MINISBLACK"}) as dst:
+            dst.write(data)
+            dst.colorinterp = [
+                rasterio.enums.ColorInterp.gray,
+                rasterio.enums.ColorInterp.undefined,
+            ]
+        made["two-bands"] = two
+        empty = tmp_path / "all-nodata.tif"
+        with rasterio.open(empty, "w", **{**src.profile, "nodata": 7}) as dst:
+            dst.write(np.full((3, src.height, src.width), 7, np.uint8))
+        made["all-nodata"] = empty
+    return made
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "no such file"),
+        ("text", "not a raster GDAL can read"),
+        ("png", "translate-image"),
+        ("no-bands", "no bands"),
+        ("two-bands", "--bands"),
+        ("all-nodata", "every pixel is nodata"),
+    ],
+)
+def test_bad_scenes(bad_inputs, models, tmp_path, case, message):
+    scene = bad_inputs.get(case, tmp_path / "missing.tif")
+    out = tmp_path / "out"
+    assert_clean_failure(
+        run("translate", scene, "--out", out, "--model", models(0.6)), message, out
+    )
+
+
+def test_a_bad_scene_among_good_ones_stops_before_any_output(scenes, models, tmp_path):
+    out = tmp_path / "out"
+    result = run(
+        "translate", scenes / DUTCH, tmp_path / "missing.tif", "--out", out, "--model", models(0.6)
+    )
+    assert_clean_failure(result, "no such file", out)
+
+
+def test_unwritable_output_folder(scenes, models, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = run("translate", scenes / DUTCH, "--out", blocker / "out", "--model", models(0.6))
+    assert_clean_failure(result, "cannot create output folder")
+
+
+def test_existing_outputs_are_not_overwritten(scenes, models, tmp_path):
+    args = (
+        "translate",
+        scenes / DUTCH,
+        "--out",
+        tmp_path,
+        "--model",
+        models(0.6),
+        "--chip-size",
+        "128",
+    )
+    assert run(*args).exit_code == 0
+    mask = tmp_path / "dutch-aerial-25cm-epsg28992_mask.tif"
+    before = mask.read_bytes()
+    assert_clean_failure(run(*args), "--overwrite")
+    assert mask.read_bytes() == before
+    assert run(*args, "--overwrite").exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (("--chip-size", "64", "--overlap", "64"), "overlap 64 must be smaller than chip size 64"),
+        (("--chip-size", "100"), "not a multiple of 8"),
+        (("--block-size", "700"), "multiple of 512"),
+        (("--device", "tpu"), "--device 'tpu'"),
+    ],
+)
+def test_nonsense_options(scenes, models, tmp_path, options, message):
+    out = tmp_path / "out"
+    result = run("translate", scenes / DUTCH, "--out", out, "--model", models(0.6), *options)
+    assert_clean_failure(result, message, out)
+
+
+def test_invalid_model_files(scenes, models, tmp_path):
+    good = Path(models(0.6))
+    broken = tmp_path / "broken"
+    shutil.copy(good.with_suffix(".json"), broken.with_suffix(".json"))
+    broken.with_suffix(".safetensors").write_bytes(b"\x00garbage")
+    out = tmp_path / "out"
+    assert_clean_failure(run("translate", scenes / DUTCH, "--out", out, "--model", broken),
+                         "not a valid safetensors file", out)  # fmt: skip
+    nocard = tmp_path / "nocard"
+    shutil.copy(good.with_suffix(".safetensors"), nocard.with_suffix(".safetensors"))
+    assert_clean_failure(
+        run("translate", scenes / DUTCH, "--out", out, "--model", nocard), "is missing", out
+    )
+    badcard = tmp_path / "badcard"
+    shutil.copy(good.with_suffix(".safetensors"), badcard.with_suffix(".safetensors"))
+    card = json.loads(good.with_suffix(".json").read_text())
+    card["architecture"]["kwargs"]["base"] = 16  # weights no longer fit
+    badcard.with_suffix(".json").write_text(json.dumps(card))
+    assert_clean_failure(
+        run("translate", scenes / DUTCH, "--out", out, "--model", badcard), "do not fit", out
+    )
+
+
+def test_run_pipeline_yaml(models, tmp_path):
+    shipped = Path(__file__).parent.parent / "pipelines" / "translate-scene.yaml"
+    assert shipped.is_file()
+    text = shipped.read_text()
+    job = tmp_path / "job.yaml"
+    out = tmp_path / "out"
+    job.write_text(
+        text.replace("out: out/translate-scene", f"out: {out}") + f"\n  model: {models(0.6)}\n"
+    )
+    result = run("run", job)
+    assert result.exit_code == 0, result.output
+    assert any(out.glob("*_render.tif"))
+    job.write_text(text + "  chip_sise: 256\n")
+    assert_clean_failure(run("run", job), "unknown key 'options.chip_sise'")
+
+
+def test_translate_image_writes_render_and_class_png(models, tmp_path):
+    src = data_root() / "masks" / "landcoverai" / "img" / "0001.png"
+    result = run(
+        "translate-image", src, "--out", tmp_path, "--model", models(0.6), "--chip-size", "128"
+    )
+    assert result.exit_code == 0, result.output
+    render = Image.open(tmp_path / "0001_render.png")
+    mask = Image.open(tmp_path / "0001_mask.png")
+    assert render.mode == "RGB" and render.size == (256, 256)
+    assert mask.mode == "P" and set(np.unique(np.asarray(mask))) <= {0, 1, 2, 3, 4}
+    assert_clean_failure(run("translate-image", tmp_path / "nope.jpg", "--out", tmp_path / "o",
+                             "--model", models(0.6)), "no such file")  # fmt: skip
+
+
+def test_catalog_list_and_checks(tmp_path, monkeypatch):
+    result = run("catalog", "list")
+    assert result.exit_code == 0 and "dutch-aerial-25cm" in result.stdout
+    # A file that does not match its sha256 is refused.
+    fake_root = tmp_path / "data"
+    (fake_root / "scenes").mkdir(parents=True)
+    (fake_root / "scenes" / "neon-osbs-10cm-epsg32617.tif").write_bytes(b"tampered")
+    assert_clean_failure(
+        run("catalog", "path", "neon-osbs-10cm", "--data-root", fake_root), "sha256"
+    )
+    # A missing file with no network: says where to put it.
+    monkeypatch.setenv("GEO2MAP_DATA_ROOT", str(fake_root))
+    assert_clean_failure(run("catalog", "path", "aerial-0.6m"), "put it at")
