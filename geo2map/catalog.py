@@ -98,6 +98,7 @@ def _fetch(entry: CatalogEntry, path: Path) -> None:
     try:
         import pooch
 
+        pooch.get_logger().setLevel("WARNING")  # our own error says it all on failure
         pooch.retrieve(
             entry.url,
             known_hash=f"sha256:{entry.sha256}",
