@@ -106,7 +106,11 @@ def test_palette_snapping_and_classes(moscow: Path) -> None:
     sample = MoscowPairs(moscow, ["0"], cache=False)[0]
     # map 0 is a park with buildings: both classes must appear in the derived mask
     assert {1, 2} <= set(np.unique(sample.mask).tolist())
-    np.testing.assert_array_equal(sample.mask, PALETTE_CLASS[sample.map_index])
+    known = sample.map_index != 255
+    np.testing.assert_array_equal(sample.mask[known], PALETTE_CLASS[sample.map_index[known]])
+    # labels and icons are ignored, not forced onto a class; they are a few % of the map
+    assert 0.001 < (~known).mean() < 0.1
+    assert (sample.mask[~known] == 255).all()
 
 
 # --- metrics (answers known by construction) ------------------------------------------------

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from geo2map.errors import Geo2MapError
-from geo2map.train.palette import PALETTE_CLASS, snap_to_palette
+from geo2map.train.palette import MAX_SNAP_DISTANCE, palette_class, snap_to_palette
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 IGNORE_LABEL = 255
@@ -95,8 +95,9 @@ class MoscowPairs:
         sat, mp = self.paths[i]
         map_rgb = load_rgb(mp)
         # uint8 keeps the cache of all pairs ~2 MB each (int64 would be 5x that)
-        index = snap_to_palette(map_rgb).astype(np.uint8)
-        s = Sample(load_rgb(sat), map_rgb, index, PALETTE_CLASS[index].astype(np.uint8))
+        # labels/icons (far from every palette colour) become IGNORE_LABEL in both targets
+        index = snap_to_palette(map_rgb, max_distance=MAX_SNAP_DISTANCE).astype(np.uint8)
+        s = Sample(load_rgb(sat), map_rgb, index, palette_class(index))
         if self._cache is not None:
             self._cache[i] = s
         return s

@@ -28,9 +28,8 @@ from geo2map.train.metrics import (
 from geo2map.train.palette import PALETTE_RGB
 
 CLASS_NAMES = ["other", "building", "vegetation", "water", "road"]
-MASK_COLOURS = np.array(
-    [[230, 230, 230], [200, 80, 60], [80, 170, 70], [60, 120, 220], [250, 210, 80]], np.uint8
-)
+MASK_COLOURS = np.zeros((256, 3), np.uint8)  # ignored pixels (255) show black
+MASK_COLOURS[:5] = [[230, 230, 230], [200, 80, 60], [80, 170, 70], [60, 120, 220], [250, 210, 80]]
 
 
 @torch.no_grad()
@@ -72,7 +71,7 @@ def score_pairs(
             rows.append(render_metrics(to_eval_size(s.map_rgb), to_eval_size(r)))
             cm += confusion(s.mask, m, 5)
             if len(kept) < keep:
-                kept.append((s.image, s.map_rgb, r, MASK_COLOURS[m]))
+                kept.append((s.image, s.map_rgb, r, MASK_COLOURS[m]))  # sat | map | render | mask
     out = mean_metrics(rows)
     out.update({f"osm_{k}": v for k, v in iou_from_confusion(cm, CLASS_NAMES).items()})
     return out, kept
@@ -123,10 +122,14 @@ def most_common_colour_baseline(
 
 def snapped_map_oracle(ds: MoscowPairs) -> dict[str, float]:
     """Upper bound of a palette render: the true map snapped to the palette."""
-    rows = [
-        render_metrics(to_eval_size(ds[i].map_rgb), to_eval_size(PALETTE_RGB[ds[i].map_index]))
-        for i in range(len(ds))
-    ]
+    from geo2map.train.palette import snap_to_palette
+
+    rows = []
+    for i in range(len(ds)):
+        real = ds[i].map_rgb
+        rows.append(
+            render_metrics(to_eval_size(real), to_eval_size(PALETTE_RGB[snap_to_palette(real)]))
+        )
     return mean_metrics(rows)
 
 
