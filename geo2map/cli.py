@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from geo2map import catalog
+from geo2map.console import err_console, out_console, run_guarded
 from geo2map.errors import Geo2MapError
 from geo2map.models.io import DEFAULT_MODEL
+from geo2map.train.commands import register_commands as register_training_commands
 
 app = typer.Typer(
     help="Georeferenced imagery -> map renders and land-cover masks (COGs).",
@@ -25,8 +24,6 @@ app = typer.Typer(
 )
 catalog_app = typer.Typer(help="The data catalog (data_catalog.yaml).", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
-out_console = Console()
-err_console = Console(stderr=True)
 
 
 def default_model_text() -> str:
@@ -60,24 +57,6 @@ def parse_bands(text: str | None) -> list[int] | None:
         return [int(b) for b in text.split(",")]
     except ValueError:
         raise Geo2MapError(f"--bands {text!r}: give band numbers like 1,2,3") from None
-
-
-def run_guarded(fn: Callable[[], None]) -> None:
-    """Run a command; user errors become one line on stderr and exit code 2."""
-    try:
-        fn()
-    except Geo2MapError as e:
-        err_console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    except ValidationError as e:
-        err = e.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        err_console.print(f"[red]error:[/red] {where + ': ' if where else ''}{msg}", soft_wrap=True)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        err_console.print("[red]interrupted[/red]: no partial outputs were kept")
-        raise typer.Exit(130) from None
 
 
 def print_summaries(summaries: list) -> None:
@@ -250,15 +229,7 @@ def catalog_path(
     run_guarded(lambda: print(catalog.resolve(name, data_root)))
 
 
-def _register_training_commands() -> None:
-    try:
-        from geo2map.train.commands import register_commands
-    except ImportError:
-        return
-    register_commands(app)
-
-
-_register_training_commands()
+register_training_commands(app)  # train, evaluate, export-model
 
 
 def main() -> None:  # pragma: no cover - console entry point
