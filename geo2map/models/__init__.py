@@ -4,4 +4,12 @@ from geo2map.models.card import ModelCard
 from geo2map.models.io import DEFAULT_MODEL, load_model, save_model
 from geo2map.models.registry import available, build_model, register
 
-__all__ = ["DEFAULT_MODEL", "ModelCard", "available", "build_model", "load_model", "register", "save_model"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "ModelCard",
+    "available",
+    "build_model",
+    "load_model",
+    "register",
+    "save_model",
+]

@@ -52,7 +52,9 @@ class ModelCard(BaseModel):
     description: str = ""
     architecture: Architecture
     input: InputSpec
-    classes: list[ClassInfo] = Field(default_factory=lambda: [ClassInfo(**c) for c in DEFAULT_CLASSES])
+    classes: list[ClassInfo] = Field(
+        default_factory=lambda: [ClassInfo(**c) for c in DEFAULT_CLASSES]
+    )
     licence: str = "unspecified"
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)

@@ -11,7 +11,9 @@ from torch import nn
 
 
 class SmpUNetTranslator(nn.Module):
-    def __init__(self, in_channels: int = 3, num_classes: int = 5, encoder: str = "resnet18") -> None:
+    def __init__(
+        self, in_channels: int = 3, num_classes: int = 5, encoder: str = "resnet18"
+    ) -> None:
         super().__init__()
         self.net = smp.Unet(
             encoder_name=encoder,
