@@ -96,7 +96,7 @@ class ScenePlan:
         return (self.grid.height, self.grid.width) != (self.output_height, self.output_width)
 
     def model_region(self, block: Block) -> tuple[tuple[int, int], tuple[int, int]]:
-        if self.on_model_grid:
+        if self.on_model_grid or not self.needs_resampling:
             return (block.row, block.row + block.height), (block.col, block.col + block.width)
         rows = self.rows.model_range(block.row, block.row + block.height)
         cols = self.cols.model_range(block.col, block.col + block.width)

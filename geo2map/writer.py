@@ -53,7 +53,8 @@ class OutputPaths:
 
 
 def hidden(path: Path, tag: str) -> Path:
-    return path.with_name(f".{path.name}.{tag}-{os.getpid()}")
+    """A temporary name beside ``path``: hidden, tagged with our PID, same suffix (drivers care)."""
+    return path.with_name(f".{path.stem}.{tag}-{os.getpid()}{path.suffix}")
 
 
 def check_writable(paths: OutputPaths, overwrite: bool) -> None:
@@ -134,7 +135,7 @@ class SceneWriter:
         for ds in (self.render, self.mask):
             if not ds.closed:
                 ds.close()
-        for p in self.paths.render.parent.glob(f".*-{os.getpid()}"):
+        for p in self.paths.render.parent.glob(f".*-{os.getpid()}.*"):
             p.unlink(missing_ok=True)
 
 

@@ -97,8 +97,13 @@ def test_all_nodata_chips_are_skipped(scenes, models, tmp_path):
     assert ((mask == 255) == invalid_in).all()
 
 
-def test_same_arrays_for_any_chunking_and_scheduler(scenes, models, tmp_path):
-    scene = scenes / "dutch-aerial-25cm-epsg28992.tif"  # 0.25 m -> resampled to 0.6 m and back
+@pytest.mark.parametrize(
+    "name",
+    ["dutch-aerial-25cm-epsg28992.tif", "aerial-0.6m-epsg3857.tif"],
+    ids=["resampled-0.25m-to-0.6m-and-back", "at-model-gsd"],
+)
+def test_same_arrays_for_any_chunking_and_scheduler(scenes, models, tmp_path, name):
+    scene = scenes / name
     runs = {
         "threads-1024": dict(block_size=1024, scheduler="threads"),
         "threads-512": dict(block_size=512, scheduler="threads", workers=2),
