@@ -142,6 +142,21 @@ def translate(
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = False,
     data_root: Annotated[str | None, typer.Option(help="data root for catalog names")] = None,
+    vectors: Annotated[
+        str | None, typer.Option(help="also write polygons: gpkg, parquet or geojson")
+    ] = None,
+    simplify: Annotated[
+        float, typer.Option(help="vector simplification tolerance (map units)")
+    ] = 0.0,
+    min_area: Annotated[
+        float, typer.Option(help="drop polygons smaller than this (map units²)")
+    ] = 0.0,
+    stac: Annotated[
+        bool, typer.Option(help="also write a STAC Item per scene (+ Collection for a job)")
+    ] = False,
+    report: Annotated[
+        bool, typer.Option(help="also write a self-contained HTML report per scene")
+    ] = False,
 ) -> None:
     def go() -> None:
         from geo2map.pipeline import TranslateOptions
@@ -150,7 +165,8 @@ def translate(
             model=model, chip_size=chip_size, overlap=overlap, batch_size=batch_size,
             block_size=block_size, bands=parse_bands(bands), scale=scale, output_grid=output_grid,
             force_gsd=force_gsd, device=device, precision=precision, scheduler=scheduler,
-            workers=workers, overwrite=overwrite,
+            workers=workers, overwrite=overwrite, vectors=vectors, simplify=simplify,
+            min_area=min_area, stac=stac, report=report,
         )  # fmt: skip
         run_translation([resolve_input(i, data_root) for i in inputs], out, options)
 
@@ -195,6 +211,25 @@ def translate_image(
             images, out, model, chip_size, overlap, device, precision, overwrite
         ):
             out_console.print(f"  wrote {written}", highlight=False)
+
+    run_guarded(go)
+
+
+@app.command(help="Polygons from a geo2map mask: one per connected region of a class, no seams.")
+def vectorize(
+    mask: Annotated[Path, typer.Argument(help="a mask GeoTIFF written by geo2map translate")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output .gpkg, .parquet or .geojson")],
+    simplify: Annotated[float, typer.Option(help="simplification tolerance (map units)")] = 0.0,
+    min_area: Annotated[
+        float, typer.Option(help="drop polygons smaller than this (map units²)")
+    ] = 0.0,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing output")] = False,
+) -> None:
+    def go() -> None:
+        from geo2map.vectorize import vectorize as run_vectorize
+
+        frame = run_vectorize(mask, out, simplify=simplify, min_area=min_area, overwrite=overwrite)
+        out_console.print(f"wrote {out}: {len(frame)} polygons", highlight=False)
 
     run_guarded(go)
 

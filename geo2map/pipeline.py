@@ -24,10 +24,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rasterio.control import GroundControlPoint
 
 from geo2map.errors import Geo2MapError
+from geo2map.exports import export_scene
 from geo2map.models.card import ModelCard
 from geo2map.models.io import DEFAULT_MODEL, load_model
 from geo2map.raster import ModelGrid, read_model_window, read_output_valid
 from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset
+from geo2map.stac import write_collection
 from geo2map.tiling import AxisMap, Block, ChipGrid, blend_chips, blocks, resample_block
 from geo2map.translator import cached_translator
 from geo2map.writer import MASK_NODATA, TILE, OutputPaths, SceneWriter, check_writable
@@ -57,6 +59,16 @@ class TranslateOptions(BaseModel):
     scheduler: Scheduler = "threads"
     workers: int | None = Field(default=None, ge=1)
     overwrite: bool = False
+    # GIS exports after the COGs (a .qml style sidecar is always written)
+    vectors: Literal["gpkg", "parquet", "geojson"] | None = None
+    simplify: float = Field(
+        default=0.0, ge=0, description="vector simplification tolerance, map units"
+    )
+    min_area: float = Field(
+        default=0.0, ge=0, description="drop polygons smaller than this, map units^2"
+    )
+    stac: bool = False
+    report: bool = False
 
     @model_validator(mode="after")
     def _check_geometry(self) -> TranslateOptions:
@@ -286,6 +298,21 @@ class SceneSummary:
     def megapixels_per_second(self) -> float:
         return self.width * self.height / 1e6 / max(self.seconds, 1e-9)
 
+    def as_report(self, card: ModelCard, plan: ScenePlan) -> dict[str, str]:
+        scene = plan.scene
+        return {
+            "scene": Path(self.scene).name,
+            "size": f"{self.width} x {self.height} px",
+            "CRS": scene.crs.to_string() if scene.crs else "GCPs",
+            "pixel size": f"{scene.gsd_m:.3g} m (model {card.input.gsd_m:g} m)",
+            "bands": ",".join(map(str, scene.bands)),
+            "scaling": scene.scaling.source,
+            "model": card.name,
+            "chips computed / skipped": f"{self.chips} / {self.chips_skipped}",
+            "seconds": f"{self.seconds:.1f}",
+            "megapixels per second": f"{self.megapixels_per_second:.2f}",
+        }
+
 
 def output_profile(plan: ScenePlan) -> tuple[dict, list[GroundControlPoint] | None]:
     scene = plan.scene
@@ -311,6 +338,12 @@ def output_profile(plan: ScenePlan) -> tuple[dict, list[GroundControlPoint] | No
     return profile, None
 
 
+def scene_paths(out_dir: str | Path, plan: ScenePlan, options: TranslateOptions) -> OutputPaths:
+    return OutputPaths.for_scene(
+        Path(out_dir), plan.scene.name, options.vectors, options.stac, options.report
+    )
+
+
 def translate_scene(
     path: str | Path,
     out_dir: str | Path,
@@ -321,7 +354,7 @@ def translate_scene(
 ) -> SceneSummary:
     start = time.perf_counter()
     plan = plan or plan_scene(path, options, card)
-    paths = OutputPaths.for_scene(Path(out_dir), plan.scene.name)
+    paths = scene_paths(out_dir, plan, options)
     check_writable(paths, options.overwrite)
     profile, gcps = output_profile(plan)
     writer = SceneWriter(paths, profile, card, gcps)
@@ -332,18 +365,23 @@ def translate_scene(
             if progress:
                 progress(block.height * block.width)
         writer.finish()
+        summary = SceneSummary(
+            scene=str(path),
+            outputs=[str(p) for p in paths.all()],
+            width=plan.output_width,
+            height=plan.output_height,
+            chips=stats.get("chips_computed", 0),
+            chips_skipped=stats.get("chips_skipped", 0),
+            seconds=time.perf_counter() - start,
+        )
+        export_scene(plan.scene.path, paths, summary.as_report(card, plan), options.simplify,
+                     options.min_area, options.bands)  # fmt: skip
     except BaseException:
         writer.cleanup()
+        for p in paths.all():  # checked absent (or --overwrite) before the run
+            p.unlink(missing_ok=True)
         raise
-    return SceneSummary(
-        scene=str(path),
-        outputs=[str(p) for p in paths.all()],
-        width=plan.output_width,
-        height=plan.output_height,
-        chips=stats.get("chips_computed", 0),
-        chips_skipped=stats.get("chips_skipped", 0),
-        seconds=time.perf_counter() - start,
-    )
+    return summary
 
 
 def plan_and_translate(
@@ -364,10 +402,17 @@ def plan_and_translate(
             f"two inputs are named {dupes[0]!r}; their outputs would collide: rename one"
         )
     for plan in plans:
-        check_writable(OutputPaths.for_scene(Path(out_dir), plan.scene.name), options.overwrite)
+        check_writable(scene_paths(out_dir, plan, options), options.overwrite)
+    collection = Path(out_dir) / "collection.json"
+    if options.stac and len(plans) > 1 and collection.exists() and not options.overwrite:
+        raise Geo2MapError(f"{collection} already exists; pass --overwrite to replace it")
     if progress:
         progress(0, sum(p.output_height * p.output_width for p in plans))
-    return [translate_scene(p.scene.path, out_dir, options, card, p, progress) for p in plans]
+    summaries = [translate_scene(p.scene.path, out_dir, options, card, p, progress) for p in plans]
+    if options.stac and len(plans) > 1:
+        write_collection([scene_paths(out_dir, p, options).stac for p in plans], collection)
+        summaries[-1].outputs.append(str(collection))
+    return summaries
 
 
 def translate(

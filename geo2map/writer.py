@@ -36,20 +36,48 @@ QUICKLOOK_SIDE = 512
 
 @dataclass(frozen=True)
 class OutputPaths:
+    """Every file a scene's run may write, decided before the run so all can be checked."""
+
     render: Path
     mask: Path
     quicklook: Path
+    qml: Path
+    vectors: Path | None = None
+    stac: Path | None = None
+    report: Path | None = None
 
     @classmethod
-    def for_scene(cls, out_dir: Path, name: str) -> OutputPaths:
+    def for_scene(
+        cls,
+        out_dir: Path,
+        name: str,
+        vectors: str | None = None,
+        stac: bool = False,
+        report: bool = False,
+    ) -> OutputPaths:
+        suffix = {"gpkg": ".gpkg", "parquet": ".parquet", "geojson": ".geojson"}
         return cls(
-            out_dir / f"{name}_render.tif",
-            out_dir / f"{name}_mask.tif",
-            out_dir / f"{name}_quicklook.png",
+            render=out_dir / f"{name}_render.tif",
+            mask=out_dir / f"{name}_mask.tif",
+            quicklook=out_dir / f"{name}_quicklook.png",
+            qml=out_dir / f"{name}_mask.qml",
+            vectors=out_dir / f"{name}_features{suffix[vectors]}" if vectors else None,
+            stac=out_dir / f"{name}.stac.json" if stac else None,
+            report=out_dir / f"{name}_report.html" if report else None,
         )
 
+    @property
+    def report_pictures(self) -> list[Path]:
+        if self.report is None:
+            return []
+        return [
+            self.report.with_name(f"{self.report.stem}_{k}.png")
+            for k in ("input", "render", "mask")
+        ]
+
     def all(self) -> list[Path]:
-        return [self.render, self.mask, self.quicklook]
+        optional = [p for p in (self.vectors, self.stac, self.report) if p is not None]
+        return [self.render, self.mask, self.quicklook, self.qml, *optional, *self.report_pictures]
 
 
 def hidden(path: Path, tag: str) -> Path:
