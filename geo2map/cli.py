@@ -91,7 +91,9 @@ def run_translation(inputs: list[str], out: Path, options) -> None:
     ) as bar:
         task = bar.add_task("pixels", total=None)
 
-        def advance(pixels: int, total: int | None = None) -> None:
+        def advance(pixels: int, total: int | None = None, message: str | None = None) -> None:
+            if message:
+                bar.console.print(message, highlight=False)
             if total is not None:
                 bar.update(task, total=total)
             bar.advance(task, pixels)
@@ -134,8 +136,13 @@ def translate(
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
     precision: Annotated[str, typer.Option(help="auto (bf16 where fast), bf16 or fp32")] = "auto",
+    cluster: Annotated[
+        str | None,
+        typer.Option(help="local:N starts a dask.distributed LocalCluster of N worker processes"),
+    ] = None,
     scheduler: Annotated[
-        str, typer.Option(help="Dask scheduler: threads, processes or sync")
+        str,
+        typer.Option(help="threads, processes, sync, or a Dask scheduler address tcp://HOST:PORT"),
     ] = "threads",
     workers: Annotated[
         int | None, typer.Option(help="Dask workers (default: one per core)")
@@ -164,7 +171,7 @@ def translate(
         options = TranslateOptions(
             model=model, chip_size=chip_size, overlap=overlap, batch_size=batch_size,
             block_size=block_size, bands=parse_bands(bands), scale=scale, output_grid=output_grid,
-            force_gsd=force_gsd, device=device, precision=precision, scheduler=scheduler,
+            force_gsd=force_gsd, device=device, precision=precision, scheduler=scheduler, cluster=cluster,
             workers=workers, overwrite=overwrite, vectors=vectors, simplify=simplify,
             min_area=min_area, stac=stac, report=report,
         )  # fmt: skip

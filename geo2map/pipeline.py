@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -24,17 +24,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rasterio.control import GroundControlPoint
 
 from geo2map.errors import Geo2MapError
+from geo2map.execution import open_runner, torch_threads_per_task
 from geo2map.exports import export_scene
 from geo2map.models.card import ModelCard
-from geo2map.models.io import DEFAULT_MODEL, load_model
+from geo2map.models.io import DEFAULT_MODEL, load_model, model_paths
+from geo2map.parts import BlockParts, fingerprint
 from geo2map.raster import ModelGrid, read_model_window, read_output_valid
 from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset
 from geo2map.stac import write_collection
 from geo2map.tiling import AxisMap, Block, ChipGrid, blend_chips, blocks, resample_block
-from geo2map.translator import cached_translator
+from geo2map.translator import cached_translator, pick_device, pick_precision
 from geo2map.writer import MASK_NODATA, TILE, OutputPaths, SceneWriter, check_writable
-
-Scheduler = Literal["threads", "processes", "sync"]
 
 
 class TranslateOptions(BaseModel):
@@ -56,7 +56,12 @@ class TranslateOptions(BaseModel):
     force_gsd: bool = False
     device: str = "auto"
     precision: str = "auto"
-    scheduler: Scheduler = "threads"
+    scheduler: str = Field(
+        default="threads", description="threads, processes, sync or tcp://HOST:PORT"
+    )
+    cluster: str | None = Field(
+        default=None, description="local:N starts a LocalCluster of N processes"
+    )
     workers: int | None = Field(default=None, ge=1)
     overwrite: bool = False
     # GIS exports after the COGs (a .qml style sidecar is always written)
@@ -94,6 +99,7 @@ class ScenePlan:
     model: str
     device: str
     precision: str
+    torch_threads: int | None = None  # per model call; set by the runner
 
     @property
     def rows(self) -> AxisMap:
@@ -183,7 +189,7 @@ def run_batch(plan: ScenePlan, batch: int) -> BatchResult:
                 kept.append(chip.index)
     result = BatchResult({chip.index: None for chip in chips})
     if inputs:
-        translator = cached_translator(plan.model, plan.device, plan.precision)
+        translator = cached_translator(plan.model, plan.device, plan.precision, plan.torch_threads)
         render, probs = translator.predict(np.stack(inputs))
         for i, index in enumerate(kept):
             result.outputs[index] = np.concatenate([render[i], probs[i]]).astype(np.float16)
@@ -238,46 +244,51 @@ def scene_array(plan: ScenePlan, block_size: int):
     return da.block(rows)
 
 
-def _compute_kwargs(options: TranslateOptions) -> dict:
-    kwargs: dict = {"scheduler": options.scheduler}
-    if options.workers:
-        kwargs["num_workers"] = options.workers
-    return kwargs
+def block_groups(blocks_todo: list[Block], plan: ScenePlan, group_size: int) -> list[list[Block]]:
+    """Blocks in raster order, cut into groups of at most ``group_size`` within a strip."""
+    groups: list[list[Block]] = []
+    for blk in blocks_todo:
+        if groups and len(groups[-1]) < group_size and groups[-1][-1].row == blk.row:
+            groups[-1].append(blk)
+        else:
+            groups.append([blk])
+    return groups
 
 
 def iter_blocks(
-    plan: ScenePlan, options: TranslateOptions, block_size: int, stats: dict | None = None
+    plan: ScenePlan, runner, todo: list[Block], stats: dict | None = None
 ) -> Iterator[tuple[Block, np.ndarray]]:
-    """Computed output blocks, strip by strip; each batch of chips is computed exactly once."""
-    strips = blocks(plan.output_height, plan.output_width, block_size)
-    needs = [[plan.batches_for(b) for b in strip] for strip in strips]
-    last_use: dict[int, int] = {}
-    for s, strip_needs in enumerate(needs):
-        for bs in strip_needs:
-            for b in bs:
-                last_use[b] = s
-    carry: dict[int, BatchResult] = {}
+    """Compute the ``todo`` blocks group by group (one ``compute`` per group), in raster order.
+
+    Each batch of chips is computed once: a batch that a later group needs too is carried
+    (as data locally, as a future on a cluster) and dropped after its last use. Memory holds
+    one group of blocks plus the carried batches along the group's lower and right edges.
+    """
+    groups = block_groups(todo, plan, group_size=max(4, 2 * runner.workers))
+    needs = [[plan.batches_for(b) for b in group] for group in groups]
+    last_use = {b: g for g, group_needs in enumerate(needs) for bs in group_needs for b in bs}
+    carry: dict[int, object] = {}
     task_batch = dask.delayed(run_batch, pure=False)
     task_blend = dask.delayed(blend_block, pure=False)
-    for s, strip in enumerate(strips):
-        fresh = sorted({b for bs in needs[s] for b in bs} - carry.keys())
+    task_count = dask.delayed(_chip_counts, pure=False)
+    for g, group in enumerate(groups):
+        fresh = sorted({b for bs in needs[g] for b in bs} - carry.keys())
         lazy = {b: task_batch(plan, b) for b in fresh}
-        sources = {**{b: dask.delayed(r, pure=False) for b, r in carry.items()}, **lazy}
+        sources = {**{b: runner.source(h) for b, h in carry.items()}, **lazy}
         block_tasks = [
             task_blend(plan, blk, *[sources[b] for b in bs])
-            for blk, bs in zip(strip, needs[s], strict=True)
+            for blk, bs in zip(group, needs[g], strict=True)
         ]
-        keep = [b for b in fresh if last_use[b] > s]
-        counts = [dask.delayed(_chip_counts, pure=False)(lazy[b]) for b in fresh]
-        done_blocks, kept, counted = dask.compute(
-            block_tasks, [lazy[b] for b in keep], counts, **_compute_kwargs(options)
-        )
+        keep = [b for b in fresh if last_use[b] > g]
+        counts = [task_count(lazy[b]) for b in fresh]
+        results, kept = runner.compute([*block_tasks, *counts], [lazy[b] for b in keep])
         if stats is not None:
+            counted = results[len(group) :]
             stats["chips_computed"] = stats.get("chips_computed", 0) + sum(c for c, _ in counted)
             stats["chips_skipped"] = stats.get("chips_skipped", 0) + sum(k for _, k in counted)
-        carry = {b: r for b, r in carry.items() if last_use[b] > s}
+        carry = {b: h for b, h in carry.items() if last_use[b] > g}
         carry.update(zip(keep, kept, strict=True))
-        yield from zip(strip, done_blocks, strict=True)
+        yield from zip(group, results[: len(group)], strict=True)
 
 
 def _chip_counts(result: BatchResult) -> tuple[int, int]:
@@ -293,6 +304,7 @@ class SceneSummary:
     chips: int  # computed
     chips_skipped: int
     seconds: float
+    blocks_resumed: int = 0
 
     @property
     def megapixels_per_second(self) -> float:
@@ -344,35 +356,65 @@ def scene_paths(out_dir: str | Path, plan: ScenePlan, options: TranslateOptions)
     )
 
 
+def numbers_fingerprint(plan: ScenePlan, options: TranslateOptions) -> str:
+    """What decides a scene's output values: resumed blocks must have been made with the same."""
+    weights, card = model_paths(options.model)
+    return fingerprint(
+        scene=Path(plan.scene.path), weights=weights, card=card, bands=plan.scene.bands,
+        scaling=plan.scene.scaling, grid=(plan.grid.height, plan.grid.width), chips=plan.chips,
+        output=(plan.output_height, plan.output_width, plan.on_model_grid), device=options.device,
+        precision=options.precision, block_size=options.block_size,
+    )  # fmt: skip
+
+
 def translate_scene(
-    path: str | Path,
+    plan: ScenePlan,
     out_dir: str | Path,
     options: TranslateOptions,
     card: ModelCard,
-    plan: ScenePlan | None = None,
-    progress: Callable[[int], None] | None = None,
+    runner,
+    progress: Callable[..., None] | None = None,
 ) -> SceneSummary:
+    """Compute the scene's blocks (resuming finished ones), then assemble COGs and exports."""
     start = time.perf_counter()
-    plan = plan or plan_scene(path, options, card)
+    plan = replace(plan, torch_threads=torch_threads_per_task(runner.workers))
     paths = scene_paths(out_dir, plan, options)
     check_writable(paths, options.overwrite)
-    profile, gcps = output_profile(plan)
-    writer = SceneWriter(paths, profile, card, gcps)
+    parts = BlockParts(Path(out_dir), plan.scene.name, numbers_fingerprint(plan, options))
+    all_blocks = [
+        b
+        for strip in blocks(plan.output_height, plan.output_width, options.block_size)
+        for b in strip
+    ]
+    todo = [b for b in all_blocks if not parts.done(b)]
+    if progress:
+        progress(
+            sum(b.height * b.width for b in all_blocks) - sum(b.height * b.width for b in todo)
+        )
     stats: dict = {}
     try:
-        for block, data in iter_blocks(plan, options, options.block_size, stats):
-            writer.write(block.row, block.col, data)
+        for block, data in iter_blocks(plan, runner, todo, stats):
+            parts.save(block, data)
             if progress:
                 progress(block.height * block.width)
+    except BaseException:
+        parts.remove_if_empty()  # finished blocks stay for the next run to resume
+        raise
+    profile, gcps = output_profile(plan)
+    writer = SceneWriter(paths, profile, card, gcps)
+    try:
+        for block in all_blocks:
+            writer.write(block.row, block.col, parts.load(block))
         writer.finish()
         summary = SceneSummary(
-            scene=str(path),
+            scene=plan.scene.path,
             outputs=[str(p) for p in paths.all()],
             width=plan.output_width,
             height=plan.output_height,
             chips=stats.get("chips_computed", 0),
             chips_skipped=stats.get("chips_skipped", 0),
             seconds=time.perf_counter() - start,
+            blocks_resumed=len(all_blocks) - len(todo),
         )
         export_scene(plan.scene.path, paths, summary.as_report(card, plan), options.simplify,
                      options.min_area, options.bands)  # fmt: skip
@@ -381,6 +423,7 @@ def translate_scene(
         for p in paths.all():  # checked absent (or --overwrite) before the run
             p.unlink(missing_ok=True)
         raise
+    parts.remove()
     return summary
 
 
@@ -394,6 +437,7 @@ def plan_and_translate(
     if not inputs:
         raise Geo2MapError("no input scenes given")
     _, card = load_model(options.model)
+    pick_precision(pick_device(options.device), options.precision)  # refuse bad values up front
     plans = [plan_scene(p, options, card) for p in inputs]
     names = [p.scene.name for p in plans]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -408,7 +452,10 @@ def plan_and_translate(
         raise Geo2MapError(f"{collection} already exists; pass --overwrite to replace it")
     if progress:
         progress(0, sum(p.output_height * p.output_width for p in plans))
-    summaries = [translate_scene(p.scene.path, out_dir, options, card, p, progress) for p in plans]
+    with open_runner(options.scheduler, options.workers, options.cluster) as runner:
+        if progress and runner.dashboard:
+            progress(0, message=f"Dask dashboard: {runner.dashboard}")
+        summaries = [translate_scene(p, out_dir, options, card, runner, progress) for p in plans]
     if options.stac and len(plans) > 1:
         write_collection([scene_paths(out_dir, p, options).stac for p in plans], collection)
         summaries[-1].outputs.append(str(collection))

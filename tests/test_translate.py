@@ -215,9 +215,13 @@ def test_existing_outputs_need_overwrite(scenes, models, tmp_path):
     geo2map.translate(scene, tmp_path, model=models(0.6), chip_size=64, overlap=8, overwrite=True)
 
 
-def test_a_failure_midway_leaves_no_output(scenes, models, tmp_path, monkeypatch):
+def test_a_failure_midway_leaves_no_output_and_the_rerun_resumes(
+    scenes, models, tmp_path, monkeypatch
+):
     import geo2map.pipeline as pipeline
 
+    scene = scenes / "aerial-0.6m-epsg3857.tif"
+    opts = dict(model=models(0.6), chip_size=128, overlap=16, block_size=512, scheduler="sync")
     calls = {"n": 0}
     real = pipeline.blend_block
 
@@ -229,6 +233,17 @@ def test_a_failure_midway_leaves_no_output(scenes, models, tmp_path, monkeypatch
 
     monkeypatch.setattr(pipeline, "blend_block", flaky)
     with pytest.raises(RuntimeError, match="disk on fire"):
-        geo2map.translate(scenes / "aerial-0.6m-epsg3857.tif", tmp_path, model=models(0.6),
-                          chip_size=128, overlap=16, block_size=512, scheduler="sync")  # fmt: skip
-    assert list(tmp_path.iterdir()) == []
+        geo2map.translate(scene, tmp_path / "out", **opts)
+    # Nothing under a final name; only the hidden folder of finished blocks, for resuming.
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [f".{scene.stem}.parts"]
+    monkeypatch.setattr(pipeline, "blend_block", real)
+    [resumed] = geo2map.translate(scene, tmp_path / "out", **opts)
+    assert resumed.blocks_resumed == 2
+    assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")] == []
+    geo2map.translate(scene, tmp_path / "fresh", **opts)
+    for made, ref in zip(
+        outputs(tmp_path / "out", scene.stem)[:2],
+        outputs(tmp_path / "fresh", scene.stem)[:2],
+        strict=True,
+    ):
+        assert np.array_equal(read(made), read(ref))

@@ -1,0 +1,88 @@
+"""Where the graph runs: a local Dask scheduler, or a dask.distributed cluster.
+
+A runner computes one group of output blocks at a time and hands back the batch results
+that later groups still need (the carry). Locally the carry is data in this process; on a
+cluster it is futures, so the data stays on the workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import dask
+
+from geo2map.errors import Geo2MapError
+
+
+class LocalRunner:
+    """dask's local schedulers: ``threads`` (default), ``processes`` or ``sync``."""
+
+    dashboard: str | None = None
+
+    def __init__(self, scheduler: str, workers: int | None) -> None:
+        self.kwargs: dict[str, Any] = {"scheduler": scheduler}
+        if workers:
+            self.kwargs["num_workers"] = workers
+        self.workers = 1 if scheduler == "sync" else workers or os.cpu_count() or 1
+
+    def compute(self, results: list, keep: list) -> tuple[list, list]:
+        return dask.compute(results, keep, **self.kwargs)
+
+    def source(self, handle: Any) -> Any:
+        return dask.delayed(handle, pure=False)
+
+
+class DistributedRunner:
+    """A dask.distributed Client: joined by address or started as a LocalCluster."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.dashboard = client.dashboard_link
+        self.workers = max(1, sum(client.nthreads().values()))
+
+    def compute(self, results: list, keep: list) -> tuple[list, list]:
+        futures = self.client.compute([*results, *keep])
+        done = self.client.gather(futures[: len(results)])
+        return done, futures[len(results) :]
+
+    def source(self, handle: Any) -> Any:
+        return handle  # a future: the data stays on the worker that has it
+
+
+def torch_threads_per_task(workers: int) -> int:
+    """Threads each model call may use so that concurrent tasks do not oversubscribe cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+@contextmanager
+def open_runner(scheduler: str, workers: int | None, cluster: str | None) -> Iterator[Any]:
+    if cluster is None and "://" not in scheduler:
+        if scheduler not in ("threads", "processes", "sync"):
+            raise Geo2MapError(
+                f"--scheduler {scheduler!r}: use threads, processes, sync or a cluster address tcp://HOST:PORT"
+            )
+        yield LocalRunner(scheduler, workers)
+        return
+    from dask.distributed import Client, LocalCluster
+
+    if cluster is not None:
+        kind, _, n = cluster.partition(":")
+        if kind != "local" or not n.isdigit() or int(n) < 1:
+            raise Geo2MapError(f"--cluster {cluster!r}: use local:N, e.g. local:2")
+        with (
+            LocalCluster(
+                n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=":0"
+            ) as lc,
+            Client(lc) as client,
+        ):
+            yield DistributedRunner(client)
+        return
+    try:
+        client = Client(scheduler, timeout="20s")
+    except OSError as e:
+        raise Geo2MapError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+    with client:
+        yield DistributedRunner(client)
