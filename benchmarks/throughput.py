@@ -20,15 +20,12 @@ import numpy as np
 import rasterio
 
 import geo2map
+from geo2map.catalog import resolve
 from geo2map.models.io import DEFAULT_MODEL, load_model
+from geo2map.mosaic import repeated_vrt
 from geo2map.pipeline import TranslateOptions, plan_scene
 from geo2map.raster import read_model_window
 from geo2map.translator import cached_translator
-
-try:
-    from benchmarks.common import repeated_scene_vrt
-except ImportError:  # run as a script
-    from common import repeated_scene_vrt
 
 
 def bare_forward_seconds(plan, options: TranslateOptions) -> float:
@@ -53,7 +50,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        scene = repeated_scene_vrt("aerial-0.6m", args.repeats, Path(tmp) / "big.vrt")
+        scene = repeated_vrt(resolve("aerial-0.6m"), args.repeats, Path(tmp) / "big.vrt")
         options = TranslateOptions(
             model=args.model, chip_size=args.chip_size, overlap=args.overlap,
             batch_size=args.batch_size, overwrite=True,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -62,7 +64,7 @@ def parse_bands(text: str | None) -> list[int] | None:
 def print_summaries(summaries: list) -> None:
     table = Table(title="geo2map translate")
     for col in ("scene", "pixels", "chips computed", "chips skipped", "seconds", "MP/s"):
-        table.add_column(col, justify="left" if col == "scene" else "right")
+        table.add_column(col, justify="left" if col == "scene" else "right", no_wrap=col == "scene")
     for s in summaries:
         table.add_row(
             Path(s.scene).name,
@@ -78,9 +80,9 @@ def print_summaries(summaries: list) -> None:
             out_console.print(f"  wrote {o}", highlight=False)
 
 
-def run_translation(inputs: list[str], out: Path, options) -> None:
-    from geo2map.pipeline import plan_and_translate
-
+@contextmanager
+def progress_bar() -> Iterator[Callable[..., None]]:
+    """A rich progress bar over pixels; yields the callback the pipeline reports to."""
     with Progress(
         TextColumn("[bold]translating"),
         BarColumn(),
@@ -98,8 +100,29 @@ def run_translation(inputs: list[str], out: Path, options) -> None:
                 bar.update(task, total=total)
             bar.advance(task, pixels)
 
+        yield advance
+
+
+def run_translation(inputs: list[str], out: Path, options) -> None:
+    from geo2map.pipeline import plan_and_translate
+
+    with progress_bar() as advance:
         summaries = plan_and_translate(inputs, out, options, advance)
     print_summaries(summaries)
+
+
+def print_job_summary(summary: dict) -> None:
+    table = Table(title="geo2map run")
+    for col in ("scene", "status", "pixels", "chips computed", "chips skipped", "seconds", "MP/s"):
+        table.add_column(col, no_wrap=col == "scene")
+    for name, s in summary["scenes"].items():
+        pixels = f"{s['width']}x{s['height']}" if "width" in s else ""
+        table.add_row(name, s.get("status", ""), pixels, str(s.get("chips_computed", "")),
+                      str(s.get("chips_skipped", "")), str(s.get("seconds", "")),
+                      str(s.get("megapixels_per_second", "")))  # fmt: skip
+    out_console.print(table)
+    for o in summary["outputs"]:
+        out_console.print(f"  wrote {o}", highlight=False)
 
 
 @app.command(
@@ -180,19 +203,22 @@ def translate(
     run_guarded(go)
 
 
-@app.command(help="Run a declarative pipeline YAML (kind: translate).")
+@app.command(help="Run a pipeline YAML (kind: translate): many scenes, resumable after a kill.")
 def run(
-    pipeline: Annotated[
-        Path, typer.Argument(help="pipeline YAML, e.g. pipelines/translate-scene.yaml")
-    ],
+    pipeline: Annotated[Path, typer.Argument(help="pipeline YAML, e.g. pipelines/large-area.yaml")],
 ) -> None:
     def go() -> None:
         from geo2map.jobs import load_job
+        from geo2map.region import run_job
 
         job = load_job(pipeline)
-        run_translation(
-            [resolve_input(i, job.data_root) for i in job.inputs], Path(job.out), job.options
-        )
+        with progress_bar() as advance:
+            summary = run_job(job, progress=advance)
+        print_job_summary(summary)
+        if summary["failed"]:
+            raise Geo2MapError(
+                f"{summary['failed']} scene(s) failed: see {Path(job.out) / 'run-summary.json'}"
+            )
 
     run_guarded(go)
 

@@ -13,13 +13,20 @@ from geo2map.pipeline import TranslateOptions
 
 
 class TranslateJob(BaseModel):
-    """``kind: translate``: translate ``inputs`` (paths or catalog names) into ``out``."""
+    """``kind: translate``: translate ``inputs`` into ``out``, resumably.
+
+    ``inputs``: raster paths, glob patterns, data catalog names, or STAC ItemCollection /
+    Item JSON files. ``mosaic``: a VRT per CRS over the renders and the masks. ``index``:
+    ``scenes.gpkg`` with every scene's footprint and status.
+    """
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal["translate"]
     inputs: list[str] = Field(min_length=1)
     out: str
     data_root: str | None = None
+    mosaic: bool = False
+    index: bool = False
     options: TranslateOptions = Field(default_factory=TranslateOptions)
 
 

@@ -1,0 +1,150 @@
+"""A real Dask cluster on 127.0.0.1 (scheduler + 2 worker processes), kills, and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import yaml
+
+import geo2map
+from geo2map.mosaic import repeated_vrt
+
+BIN = Path(sys.executable).parent
+OPTS = dict(chip_size=128, overlap=32, batch_size=4, block_size=512)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"waited {timeout} s for {what}")
+
+
+@pytest.fixture()
+def cluster(tmp_path):
+    """`dask scheduler` and two single-threaded `dask worker` processes (no nanny, so a
+    killed worker stays dead); always torn down."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]  # fmt: skip
+    try:
+        for i in range(2):
+            procs.append(subprocess.Popen([BIN / "dask", "worker", address, "--nthreads", "1", "--no-nanny",
+                                           "--name", f"w{i}"], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))  # fmt: skip
+        from dask.distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address, procs[1:]
+    finally:
+        for p in reversed(procs):
+            p.kill()
+        for p in procs:
+            p.wait(timeout=30)
+
+
+def arrays(out: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+    with (
+        rasterio.open(out / f"{name}_render.tif") as r,
+        rasterio.open(out / f"{name}_mask.tif") as m,
+    ):
+        return r.read(), m.read()
+
+
+def assert_same(a: Path, b: Path, name: str) -> None:
+    for x, y in zip(arrays(a, name), arrays(b, name), strict=True):
+        assert np.array_equal(x, y)
+
+
+def test_cluster_run_equals_local_run(cluster, scenes, models, tmp_path):
+    address, _ = cluster
+    scene = scenes / "dutch-aerial-25cm-epsg28992.tif"
+    geo2map.translate(scene, tmp_path / "local", model=models(0.6), **OPTS)
+    geo2map.translate(scene, tmp_path / "cluster", model=models(0.6), scheduler=address, **OPTS)
+    assert_same(tmp_path / "local", tmp_path / "cluster", scene.stem)
+
+
+def test_a_killed_worker_does_not_change_the_result(cluster, scenes, models, tmp_path):
+    address, workers = cluster
+    scene = repeated_vrt(scenes / "aerial-0.6m-epsg3857.tif", 2, tmp_path / "big.vrt")
+    parts = tmp_path / "cluster" / ".big.parts"
+    errors: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            geo2map.translate(
+                scene, tmp_path / "cluster", model=models(0.6), scheduler=address, **OPTS
+            )
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    thread = threading.Thread(target=job)
+    thread.start()
+    wait_for(lambda: any(parts.glob("*_*.npy")), 120, "a first finished block")
+    workers[0].send_signal(signal.SIGKILL)
+    thread.join(timeout=300)
+    assert not thread.is_alive() and not errors, errors
+    geo2map.translate(scene, tmp_path / "local", model=models(0.6), **OPTS)
+    assert_same(tmp_path / "local", tmp_path / "cluster", "big")
+
+
+def test_local_cluster_option(scenes, models, tmp_path):
+    scene = scenes / "neon-osbs-10cm-epsg32617.tif"
+    opts = dict(model=models(0.6), chip_size=64, overlap=16)
+    geo2map.translate(scene, tmp_path / "local", **opts)
+    geo2map.translate(scene, tmp_path / "lc", cluster="local:2", **opts)
+    assert_same(tmp_path / "local", tmp_path / "lc", scene.stem)
+
+
+def test_killed_job_resumes_to_the_same_outputs(scenes, models, tmp_path):
+    big = repeated_vrt(scenes / "aerial-0.6m-epsg3857.tif", 2, tmp_path / "big.vrt")
+    job = {"kind": "translate", "inputs": [str(scenes / "neon-osbs-10cm-epsg32617.tif"), str(big)],
+           "mosaic": True, "index": True, "options": {"model": models(0.6), **OPTS, "scheduler": "sync"}}  # fmt: skip
+    for name in ("killed", "whole"):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump({**job, "out": str(tmp_path / name)}))
+    cmd = [str(BIN / "geo2map"), "run", str(tmp_path / "killed.yaml")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(
+            lambda: any((tmp_path / "killed" / ".big.parts").glob("*_*.npy")),
+            180,
+            "a finished block",
+        )
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert not (tmp_path / "killed" / "big_render.tif").exists()
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    whole = subprocess.run([str(BIN / "geo2map"), "run", str(tmp_path / "whole.yaml")], capture_output=True,
+                           text=True, timeout=600)  # fmt: skip
+    assert whole.returncode == 0, whole.stderr
+    for name in ("neon-osbs-10cm-epsg32617", "big"):
+        assert_same(tmp_path / "killed", tmp_path / "whole", name)
+    import json
+
+    summary = json.loads((tmp_path / "killed" / "run-summary.json").read_text())
+    assert summary["done"] == 2 and summary["scenes"]["big"]["blocks_resumed"] > 0
+    assert (tmp_path / "killed" / "scenes.gpkg").is_file()
+    assert (tmp_path / "killed" / "mosaic_render_epsg3857.vrt").is_file()
