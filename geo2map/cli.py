@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -62,8 +63,8 @@ def parse_bands(text: str | None) -> list[int] | None:
 
 
 def print_summaries(summaries: list) -> None:
-    table = Table(title="geo2map translate")
-    for col in ("scene", "pixels", "chips computed", "chips skipped", "seconds", "MP/s"):
+    table = Table(title="geo2map translate", box=box.SIMPLE)
+    for col in ("scene", "pixels", "chips", "skipped", "seconds", "MP/s"):
         table.add_column(col, justify="left" if col == "scene" else "right", no_wrap=col == "scene")
     for s in summaries:
         table.add_row(
@@ -112,8 +113,8 @@ def run_translation(inputs: list[str], out: Path, options) -> None:
 
 
 def print_job_summary(summary: dict) -> None:
-    table = Table(title="geo2map run")
-    for col in ("scene", "status", "pixels", "chips computed", "chips skipped", "seconds", "MP/s"):
+    table = Table(title="geo2map run", box=box.SIMPLE)
+    for col in ("scene", "status", "pixels", "chips", "skipped", "seconds", "MP/s"):
         table.add_column(col, no_wrap=col == "scene")
     for name, s in summary["scenes"].items():
         pixels = f"{s['width']}x{s['height']}" if "width" in s else ""

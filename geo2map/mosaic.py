@@ -7,6 +7,8 @@ from xml.sax.saxutils import escape
 
 import rasterio
 
+from geo2map.writer import atomic_write_text
+
 
 def build_vrt(sources: list[Path], out: Path) -> Path:
     """A VRT mosaic of rasters sharing CRS, band count and dtype (the finest pixel size wins).
@@ -66,13 +68,13 @@ def build_vrt(sources: list[Path], out: Path) -> Path:
     if nodata is None:  # renders: their per-dataset masks make the mosaic's mask band
         body = "".join(source(m, "mask,1") for m in metas)
         mask = f'<MaskBand><VRTRasterBand dataType="Byte">{body}</VRTRasterBand></MaskBand>'
-    out.write_text(
+    return atomic_write_text(
+        out,
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
         f"<SRS>{escape(crs.to_wkt())}</SRS>"
         f"<GeoTransform>{left!r}, {resx!r}, 0, {top!r}, 0, {-resy!r}</GeoTransform>"
-        f"{''.join(bands)}{mask}</VRTDataset>\n"
+        f"{''.join(bands)}{mask}</VRTDataset>\n",
     )
-    return out
 
 
 def _rel(path: Path, vrt: Path) -> str:

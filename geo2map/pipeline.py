@@ -427,17 +427,14 @@ def translate_scene(
     return summary
 
 
-def plan_and_translate(
-    inputs: Sequence[str | Path],
-    out_dir: str | Path,
-    options: TranslateOptions,
-    progress: Callable[..., None] | None = None,
-) -> list[SceneSummary]:
-    """Check every input and output first (nothing is written if any is bad), then translate."""
+def plan_all(
+    inputs: Sequence[str | Path], options: TranslateOptions
+) -> tuple[ModelCard, list[ScenePlan]]:
+    """The model card and a plan per input; any bad input or option stops here, before work."""
     if not inputs:
         raise Geo2MapError("no input scenes given")
     _, card = load_model(options.model)
-    pick_precision(pick_device(options.device), options.precision)  # refuse bad values up front
+    pick_precision(pick_device(options.device), options.precision)
     plans = [plan_scene(p, options, card) for p in inputs]
     names = [p.scene.name for p in plans]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -445,6 +442,17 @@ def plan_and_translate(
         raise Geo2MapError(
             f"two inputs are named {dupes[0]!r}; their outputs would collide: rename one"
         )
+    return card, plans
+
+
+def plan_and_translate(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    options: TranslateOptions,
+    progress: Callable[..., None] | None = None,
+) -> list[SceneSummary]:
+    """Check every input and output first (nothing is written if any is bad), then translate."""
+    card, plans = plan_all(inputs, options)
     for plan in plans:
         check_writable(scene_paths(out_dir, plan, options), options.overwrite)
     collection = Path(out_dir) / "collection.json"

@@ -8,6 +8,7 @@ from xml.sax.saxutils import quoteattr
 import rasterio
 
 from geo2map.vectorize import mask_classes
+from geo2map.writer import atomic_write_text
 
 
 def write_mask_qml(mask_path: Path, out: Path | None = None) -> Path:
@@ -33,6 +34,4 @@ def write_mask_qml(mask_path: Path, out: Path | None = None) -> Path:
   </pipe>
 </qgis>
 """
-    out = out or mask_path.with_suffix(".qml")
-    out.write_text(qml)
-    return out
+    return atomic_write_text(out or mask_path.with_suffix(".qml"), qml)

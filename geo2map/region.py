@@ -25,19 +25,17 @@ from geo2map import catalog
 from geo2map.errors import Geo2MapError
 from geo2map.execution import open_runner
 from geo2map.jobs import TranslateJob
-from geo2map.models.io import load_model
 from geo2map.mosaic import build_vrt
 from geo2map.pipeline import (
     ScenePlan,
     SceneSummary,
     numbers_fingerprint,
-    plan_scene,
+    plan_all,
     scene_paths,
     translate_scene,
 )
 from geo2map.stac import write_collection
-from geo2map.translator import pick_device, pick_precision
-from geo2map.writer import check_writable
+from geo2map.writer import atomic_write_text, check_writable, hidden
 
 MANIFEST = "geo2map-job.json"
 
@@ -101,9 +99,7 @@ class Manifest:
 
     def set(self, name: str, **fields: object) -> None:
         self.scenes[name] = {**self.scenes.get(name, {}), **fields}
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"scenes": self.scenes}, indent=2, default=str))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, json.dumps({"scenes": self.scenes}, indent=2, default=str))
 
 
 def run_job(
@@ -112,16 +108,7 @@ def run_job(
     """Translate every scene of the job (skipping finished ones), then mosaic, index, summary."""
     options = job.options
     out = Path(job.out)
-    inputs = expand_inputs(job.inputs, job.data_root, base)
-    _, card = load_model(options.model)
-    pick_precision(pick_device(options.device), options.precision)
-    plans = [plan_scene(p, options, card) for p in inputs]  # bad input stops the job here
-    names = [p.scene.name for p in plans]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise Geo2MapError(
-            f"two inputs are named {dupes[0]!r}; their outputs would collide: rename one"
-        )
+    card, plans = plan_all(expand_inputs(job.inputs, job.data_root, base), options)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out)
     todo: list[tuple[ScenePlan, str, bool]] = []
@@ -188,10 +175,7 @@ def finish_job(job: TranslateJob, plans: list[ScenePlan], manifest: Manifest, ou
         "failed": sum(s.get("status") == "failed" for s in scenes.values()),
         "outputs": written,
     }
-    path = out / "run-summary.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(summary, indent=2, default=str))
-    os.replace(tmp, path)
+    atomic_write_text(out / "run-summary.json", json.dumps(summary, indent=2, default=str))
     return summary
 
 
@@ -233,7 +217,7 @@ def write_index(plans: list[ScenePlan], manifest: Manifest, out: Path) -> Path:
         })  # fmt: skip
     frame = gpd.GeoDataFrame(rows, geometry=geoms, crs="EPSG:4326")
     path = out / "scenes.gpkg"
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.gpkg")
+    tmp = hidden(path, "index")
     frame.to_file(tmp, driver="GPKG", layer="scenes")
     os.replace(tmp, path)
     return path

@@ -17,7 +17,7 @@ from rasterio.enums import Resampling
 
 from geo2map.scene import inspect_scene
 from geo2map.vectorize import mask_classes
-from geo2map.writer import hidden
+from geo2map.writer import atomic_write_text, hidden
 
 SIDE = 1024  # longest side of the report's pictures
 
@@ -111,10 +111,7 @@ def write_report(scene_path: str, render: Path, mask: Path, out: Path, summary: 
         Image.fromarray(rgb).save(tmp, format="PNG")
         os.replace(tmp, png)
         written.append(png)
-    tmp = hidden(out, "html")
-    tmp.write_text(page)
-    os.replace(tmp, out)
-    return [out, *written]
+    return [atomic_write_text(out, page), *written]
 
 
 def _area(value: float, unit: str) -> str:

@@ -14,6 +14,7 @@ from rasterio.warp import transform_bounds, transform_geom
 from shapely.geometry import box, mapping
 
 from geo2map.vectorize import mask_classes
+from geo2map.writer import atomic_write_text
 
 MEDIA_COG = pystac.MediaType.COG
 
@@ -70,8 +71,7 @@ def scene_item(
 
 
 def write_item(item: pystac.Item, path: Path) -> Path:
-    path.write_text(json.dumps(item.to_dict(include_self_link=False), indent=2))
-    return path
+    return atomic_write_text(path, json.dumps(item.to_dict(include_self_link=False), indent=2))
 
 
 def write_collection(item_paths: list[Path], out: Path) -> Path:
@@ -102,5 +102,4 @@ def write_collection(item_paths: list[Path], out: Path) -> Path:
     doc["links"] = [link for link in doc["links"] if link["rel"] not in ("root", "self")] + [
         {"rel": "item", "href": f"./{p.name}", "type": "application/geo+json"} for p in item_paths
     ]
-    out.write_text(json.dumps(doc, indent=2))
-    return out
+    return atomic_write_text(out, json.dumps(doc, indent=2))

@@ -85,6 +85,14 @@ def hidden(path: Path, tag: str) -> Path:
     return path.with_name(f".{path.stem}.{tag}-{os.getpid()}{path.suffix}")
 
 
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to a hidden temporary beside ``path``, then rename it into place."""
+    tmp = hidden(path, "tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
 def check_writable(paths: OutputPaths, overwrite: bool) -> None:
     existing = [p for p in paths.all() if p.exists()]
     if existing and not overwrite:
