@@ -4,9 +4,10 @@ Graph shape for a scene:
     batch task b   : read the chips of batch b (fixed by the chip grid), run the model
     block task k   : blend the batches whose chips touch output block k, resample to the
                      output grid, apply the validity mask -> (4, h, w) uint8
-Writing goes strip by strip (a row of output blocks per ``dask.compute``) and the main
-process writes every block, so no two processes ever write one GeoTIFF, whatever the
-scheduler. Batches shared by two strips are computed once and carried to the next strip.
+Blocks are computed a group at a time (a few blocks of one strip per ``compute``) on any
+runner (execution.py); the main process saves every finished block (parts.py, for resume)
+and then writes the GeoTIFFs, so no two processes ever write one file. Batches shared by
+two groups are computed once and carried to the next group.
 """
 
 from __future__ import annotations
