@@ -51,8 +51,9 @@ class UNetTranslator(nn.Module):
 
     ``render_mode``:
     - ``"rgb"``: the render head predicts colours directly (sigmoid);
-    - ``"palette"``: the render head predicts logits over ``palette`` colours and the render
-      is their softmax-weighted mix: crisp flat map colours instead of L1 grey blur.
+    - ``"palette"``: the render head predicts logits over ``palette`` colours; in training the
+      render is their softmax-weighted mix (differentiable), in eval mode the most likely
+      colour: crisp flat map colours instead of L1 grey blur.
     """
 
     def __init__(
@@ -103,7 +104,9 @@ class UNetTranslator(nn.Module):
         out = self.render_head(feats)
         if self.render_mode == "rgb":
             render = torch.sigmoid(out)
-        else:
+        elif self.training:  # differentiable: the softmax-weighted mix of palette colours
             weights = torch.softmax(out.float(), dim=1)
             render = torch.einsum("bkhw,kc->bchw", weights, self.palette)
+        else:  # crisp flat map colours: the most likely palette colour per pixel
+            render = self.palette[out.argmax(dim=1)].permute(0, 3, 1, 2)
         return {"render": render, "mask_logits": self.mask_head(feats), "render_logits": out}
