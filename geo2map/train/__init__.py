@@ -27,11 +27,30 @@ def run_config(cfg: PipelineConfig, progress: bool = True) -> Path:
     return train_pix2pix(cfg, progress)
 
 
-def export(src: str | Path, out: str | Path) -> tuple[Path, Path]:
-    """Copy a trained model (``runs/x/best``) to ``out`` (.safetensors + .json) after loading it."""
+def export(
+    src: str | Path,
+    out: str | Path,
+    pairs_dir: str | Path | None = None,
+    masks_dir: str | Path | None = None,
+) -> tuple[Path, Path]:
+    """Copy a trained model (``runs/x/best``) to ``out`` (.safetensors + .json) after loading it.
+
+    With ``pairs_dir`` / ``masks_dir`` the model is first scored on the validation split its
+    card records, and the card's ``metrics`` are replaced by those full-split numbers.
+    """
     from geo2map.models.io import load_model, save_model
+    from geo2map.train.evaluate import evaluate, hardware
 
     model, card = load_model(src)
+    if pairs_dir is not None or masks_dir is not None:
+        result = evaluate(src, pairs_dir, masks_dir)
+        card.metrics = {
+            "validation_split": {k: v for k, v in result.items() if k != "model"},
+            "protocol": "GcGAN: renders and maps resized to 256x256; RMSE, acc5/acc10, SSIM; "
+            "mask IoU over the LandCover.ai held-out chips (masks) and OSM-derived masks (pairs)",
+            "during_training": card.metrics.get("validation", card.metrics),
+        }
+        card.training.setdefault("hardware", hardware())
     return save_model(model, card, out)
 
 

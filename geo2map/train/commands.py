@@ -63,9 +63,15 @@ def register_commands(app: typer.Typer) -> None:
         out: Annotated[
             Path, typer.Option("--out", help="destination, e.g. geo2map/models/weights/default")
         ],
+        pairs: Annotated[
+            Path | None, typer.Option("--pairs", help="score the card's val pairs here first")
+        ] = None,
+        masks: Annotated[
+            Path | None, typer.Option("--masks", help="score the card's val chips here first")
+        ] = None,
     ) -> None:
-        """Check a trained model loads, then write it as .safetensors + .json card at --out."""
+        """Check a trained model loads (optionally re-score it), write .safetensors + .json at --out."""
         from geo2map.train import export
 
-        weights, card = export(src, out)
+        weights, card = export(src, out, pairs, masks)
         typer.echo(f"wrote {weights} and {card}")

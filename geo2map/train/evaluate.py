@@ -200,6 +200,22 @@ def evaluate(
     return result
 
 
+def hardware() -> str:
+    """CPU model and thread count, for the model card."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, no GPU"
+
+
 def metrics_table(result: dict[str, Any]) -> str:
     lines = ["| set | n | metric | value |", "|---|---|---|---|"]
     for key in ("pairs", "masks"):
