@@ -1,0 +1,94 @@
+"""Target 5: ``--cluster local:2`` versus the local threaded scheduler, same scene (<= 15 %).
+
+    .venv/bin/python -m benchmarks.cluster [--repeats 4] [--rounds 2] [--model PATH]
+
+Times ``geo2map.translate(scene, out, cluster="local:2")`` (a dask.distributed LocalCluster
+of 2 single-thread worker processes; start-up and shut-down included, as a user sees it)
+against the default threaded scheduler (2 threads, 1 torch thread each), interleaved.
+Also times starting + stopping the LocalCluster alone, so the per-run fixed cost can be
+told apart from the per-pixel cost. Overhead = best(cluster) / best(threads) - 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import geo2map
+from benchmarks.common import (
+    alternate,
+    default_model,
+    frozen_model,
+    machine,
+    report,
+    scene,
+    timed,
+)
+from geo2map.execution import open_runner
+from geo2map.translator import cached_translator
+
+
+def threads_run(scene_path: Path, out: Path, model: str) -> None:
+    cached_translator.cache_clear()  # so the run sets its own torch thread count
+    geo2map.translate(scene_path, out, model=model, overwrite=True)
+
+
+def cluster_run(scene_path: Path, out: Path, model: str) -> None:
+    geo2map.translate(scene_path, out, model=model, overwrite=True, cluster="local:2")
+
+
+def cluster_start_stop() -> None:
+    with open_runner("threads", None, "local:2"):
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=4, help="scene side = 1024 * repeats")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--model", default=None, help="default: shipped model, else runs/default/best"
+    )
+    parser.add_argument("--json", default=None, help="also write the result here")
+    args = parser.parse_args()
+    start_machine = machine()
+    model_src, model_note = (args.model, "--model") if args.model else default_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = str(frozen_model(model_src, tmp / "model"))
+        scene_path = scene(args.repeats, tmp)
+        mp = (1024 * args.repeats) ** 2 / 1e6
+        print(
+            f"scene {1024 * args.repeats} px square ({mp:.1f} MP), model {model_note}", flush=True
+        )
+        startup = timed(cluster_start_stop)
+        print(f"  LocalCluster(2) start + stop alone: {startup:.1f} s", flush=True)
+        times = alternate(
+            {
+                "threads (default)": lambda: threads_run(scene_path, tmp / "a", model),
+                "cluster local:2": lambda: cluster_run(scene_path, tmp / "b", model),
+            },
+            args.rounds,
+        )
+    best = {k: min(v) for k, v in times.items()}
+    overhead = best["cluster local:2"] / best["threads (default)"] - 1
+    for k, s in best.items():
+        print(f"{k:<18}: {mp / s:6.2f} MP/s ({s:.1f} s)")
+    print(f"cluster overhead: {overhead * 100:+.1f} %  (target <= 15 %); "
+          f"cluster start + stop alone {startup:.1f} s")  # fmt: skip
+    report(
+        "cluster",
+        {
+            "scene_px": [1024 * args.repeats] * 2, "megapixels": mp, "model": model_note,
+            "seconds": times, "cluster_start_stop_seconds": startup,
+            "megapixels_per_second": {k: mp / s for k, s in best.items()},
+            "overhead": overhead, "target": "<= 0.15",
+            "machine_start": start_machine,
+        },
+        args.json,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

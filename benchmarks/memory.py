@@ -1,0 +1,95 @@
+"""Target 4: peak resident memory translating 16k x 16k px: <= 2.5 GB and <= 1.2x the peak at 4k.
+
+    .venv/bin/python -m benchmarks.memory [--sizes 4 16] [--model PATH]
+
+Each size (``1024 * N`` px a side, the real aerial COG repeated N x N times in a VRT) is
+translated by ``geo2map.translate`` with default options in a fresh subprocess, which
+reports its own peak RSS (``ru_maxrss``); the parent also samples the child's RSS every
+50 ms with psutil, as a cross-check. A third child only imports geo2map + torch and loads
+the model: the floor every run pays. The ratio is peak(largest) / peak(smallest).
+The 16k run translates 268 MP: on 2 free cores it takes several minutes (see the docs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import (
+    child_result,
+    default_model,
+    frozen_model,
+    machine,
+    report,
+    run_child,
+    scene,
+)
+
+
+def child(repeats: int, model: str, folder: str) -> None:
+    import geo2map
+    from geo2map.models.io import load_model
+
+    if repeats == 0:  # the floor: imports + model
+        load_model(model)
+        child_result(seconds=0.0, megapixels=0.0)
+        return
+    path = scene(repeats, Path(folder))
+    start = time.perf_counter()
+    geo2map.translate(path, Path(folder) / "out", model=model, overwrite=True)
+    child_result(seconds=time.perf_counter() - start, megapixels=(1024 * repeats) ** 2 / 1e6)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[4, 16], help="repeats N")
+    parser.add_argument(
+        "--model", default=None, help="default: shipped model, else runs/default/best"
+    )
+    parser.add_argument("--json", default=None, help="also write the result here")
+    parser.add_argument("--child", nargs=3, metavar=("REPEATS", "MODEL", "FOLDER"))
+    args = parser.parse_args()
+    if args.child:
+        child(int(args.child[0]), args.child[1], args.child[2])
+        return
+    start_machine = machine()
+    model_src, model_note = (args.model, "--model") if args.model else default_model()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = frozen_model(model_src, tmp / "model")
+        for n in [0, *sorted(args.sizes)]:
+            folder = tmp / f"x{n}"
+            folder.mkdir()
+            cmd = [sys.executable, "-m", "benchmarks.memory", "--child", str(n), str(model),
+                   str(folder)]  # fmt: skip
+            res = run_child(cmd)
+            label = "imports + model" if n == 0 else f"{1024 * n} px square"
+            results[label] = res
+            rate = f", {res['megapixels'] / res['seconds']:.2f} MP/s" if n else ""
+            print(f"{label:<18}: peak RSS {res['ru_maxrss_mb']:7.0f} MB (sampled "
+                  f"{res['sampled_peak_rss_mb']:.0f} MB), {res['seconds']:.0f} s{rate}",
+                  flush=True)  # fmt: skip
+    sizes = [k for k in results if k != "imports + model"]
+    small, large = results[sizes[0]]["ru_maxrss_mb"], results[sizes[-1]]["ru_maxrss_mb"]
+    print(f"peak {sizes[-1]}: {large / 1024:.2f} GB (target <= 2.5 GB); "
+          f"ratio to {sizes[0]}: {large / small:.2f} (target <= 1.2)")  # fmt: skip
+    report(
+        "memory",
+        {
+            "model": model_note,
+            "runs": results,
+            "peak_largest_gb": large / 1024,
+            "ratio_largest_over_smallest": large / small,
+            "target": "<= 2.5 GB and <= 1.2x",
+            "machine_start": start_machine,
+        },
+        args.json,
+    )
+
+
+if __name__ == "__main__":
+    main()

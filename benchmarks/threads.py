@@ -1,0 +1,114 @@
+"""The threads question: on the default threaded scheduler, 2 dask threads x 1 torch thread
+(geo2map's ``torch_threads_per_task``) or 1 dask thread x 2 torch threads, and which batch size?
+
+    .venv/bin/python -m benchmarks.threads [--repeats 4] [--rounds 2] [--model PATH]
+
+Each configuration translates the same scene (file to COGs) in a fresh subprocess that
+reports the time of the ``geo2map.translate`` call and its own peak RSS; configurations
+are interleaved round by round (order reversed every other round) and the best time of
+each is kept. "dask 1 x torch 2" is ``workers=1`` (geo2map then gives each task all
+cores); "dask 2 x torch 2" (oversubscribed) patches ``torch_threads_per_task``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import (
+    child_result,
+    default_model,
+    frozen_model,
+    machine,
+    report,
+    run_child,
+    scene,
+)
+
+CONFIGS = {  # name: (dask workers or 0 for default, torch threads per task or 0, batch)
+    "dask 2 x torch 1, batch 8 (default)": (0, 0, 8),
+    "dask 1 x torch 2, batch 8": (1, 0, 8),
+    "dask 2 x torch 2, batch 8": (0, 2, 8),
+    "dask 2 x torch 1, batch 1": (0, 0, 1),
+    "dask 2 x torch 1, batch 4": (0, 0, 4),
+    "dask 2 x torch 1, batch 16": (0, 0, 16),
+    "dask 1 x torch 2, batch 1": (1, 0, 1),
+}
+
+
+def child(scene_path: str, model: str, out: str, workers: int, threads: int, batch: int) -> None:
+    import geo2map
+    import geo2map.pipeline
+
+    if threads:
+        geo2map.pipeline.torch_threads_per_task = lambda _workers: threads
+    start = time.perf_counter()
+    geo2map.translate(
+        scene_path, out, model=model, overwrite=True, batch_size=batch, workers=workers or None
+    )
+    import torch
+
+    child_result(seconds=time.perf_counter() - start, torch_threads=torch.get_num_threads())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=4, help="scene side = 1024 * repeats")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--model", default=None, help="default: shipped model, else runs/default/best"
+    )
+    parser.add_argument("--only", nargs="*", help="configuration names (substrings) to run")
+    parser.add_argument("--json", default=None, help="also write the result here")
+    parser.add_argument("--child", nargs=6)
+    args = parser.parse_args()
+    if args.child:
+        a = args.child
+        child(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]))
+        return
+    start_machine = machine()
+    model_src, model_note = (args.model, "--model") if args.model else default_model()
+    configs = {k: v for k, v in CONFIGS.items() if not args.only or any(s in k for s in args.only)}
+    results: dict[str, list[dict]] = {k: [] for k in configs}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = str(frozen_model(model_src, tmp / "model"))
+        scene_path = scene(args.repeats, tmp)
+        mp = (1024 * args.repeats) ** 2 / 1e6
+        print(
+            f"scene {1024 * args.repeats} px square ({mp:.1f} MP), model {model_note}", flush=True
+        )
+        for r in range(args.rounds):
+            for name in configs if r % 2 == 0 else reversed(configs):
+                w, t, b = configs[name]
+                cmd = [sys.executable, "-m", "benchmarks.threads", "--child", str(scene_path),
+                       model, str(tmp / "out"), str(w), str(t), str(b)]  # fmt: skip
+                res = run_child(cmd)
+                results[name].append(res)
+                print(f"  round {r + 1}: {name:<36} {res['seconds']:7.1f} s, "
+                      f"peak RSS {res['ru_maxrss_mb']:5.0f} MB", flush=True)  # fmt: skip
+    best = {k: min(x["seconds"] for x in v) for k, v in results.items()}
+    ref = best.get("dask 2 x torch 1, batch 8 (default)")
+    for k, s in best.items():
+        rel = f", {ref / s:.2f}x the default" if ref else ""
+        peak = max(x["ru_maxrss_mb"] for x in results[k])
+        print(f"{k:<36}: {mp / s:5.2f} MP/s ({s:.1f} s){rel}, peak RSS {peak:.0f} MB")
+    report(
+        "threads",
+        {
+            "scene_px": [1024 * args.repeats] * 2, "megapixels": mp, "model": model_note,
+            "runs": results,
+            "megapixels_per_second": {k: mp / s for k, s in best.items()},
+            "speed_relative_to_default": {k: ref / s for k, s in best.items()} if ref else None,
+            "peak_rss_mb": {k: max(x["ru_maxrss_mb"] for x in v) for k, v in results.items()},
+            "machine_start": start_machine,
+        },
+        args.json,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
