@@ -77,3 +77,20 @@ def test_cyclegan_tiny_run(tmp_path: Path) -> None:
     ck = load_file(str(tmp_path / "checkpoints" / "last.safetensors"))
     assert {"extra/pool_map", "extra/pool_sat"} <= set(ck)
     assert any(k.startswith("D_sat/") for k in ck) and any(k.startswith("F/") for k in ck)
+
+
+def test_commands_registered_on_a_typer_app(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from geo2map.train.commands import register_commands
+
+    app = typer.Typer()
+    register_commands(app)
+    runner = CliRunner()
+    out = runner.invoke(app, ["--help"]).output
+    assert all(c in out for c in ("train", "evaluate", "export-model"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nmodel:\n  colour: red\n")
+    r = runner.invoke(app, ["train", str(bad)])
+    assert r.exit_code != 0 and "unknown key 'model.colour'" in str(r.exception)

@@ -170,6 +170,8 @@ def evaluate(
     """
     from geo2map.models.io import load_model
 
+    if pairs_dir is None and masks_dir is None:
+        raise Geo2MapError("evaluate needs --pairs and/or --masks")
     model, card = load_model(model_path)
     mean, std = card.input.mean, card.input.std
     result: dict[str, Any] = {"model": str(model_path)}
@@ -188,8 +190,6 @@ def evaluate(
         ds2 = LandCoverChips(masks_dir, names)
         m2, _ = score_chips(model, ds2, mean, std, limit=limit)
         result["masks"] = {"count": min(len(ds2), limit or len(ds2)), **m2}
-    if pairs_dir is None and masks_dir is None:
-        raise Geo2MapError("evaluate needs --pairs and/or --masks")
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
