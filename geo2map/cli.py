@@ -63,9 +63,9 @@ def parse_bands(text: str | None) -> list[int] | None:
 
 
 def print_summaries(summaries: list) -> None:
-    table = Table(title="geo2map translate", box=box.SIMPLE)
+    table = Table(title="geo2map translate", box=box.SIMPLE, pad_edge=False)
     for col in ("scene", "pixels", "chips", "skipped", "seconds", "MP/s"):
-        table.add_column(col, justify="left" if col == "scene" else "right", no_wrap=col == "scene")
+        table.add_column(col, justify="left" if col == "scene" else "right", no_wrap=True)
     for s in summaries:
         table.add_row(
             Path(s.scene).name,
@@ -113,9 +113,9 @@ def run_translation(inputs: list[str], out: Path, options) -> None:
 
 
 def print_job_summary(summary: dict) -> None:
-    table = Table(title="geo2map run", box=box.SIMPLE)
+    table = Table(title="geo2map run", box=box.SIMPLE, pad_edge=False)
     for col in ("scene", "status", "pixels", "chips", "skipped", "seconds", "MP/s"):
-        table.add_column(col, no_wrap=col == "scene")
+        table.add_column(col, no_wrap=True)
     for name, s in summary["scenes"].items():
         pixels = f"{s['width']}x{s['height']}" if "width" in s else ""
         table.add_row(name, s.get("status", ""), pixels, str(s.get("chips_computed", "")),
