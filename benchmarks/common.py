@@ -155,13 +155,14 @@ def run_child(cmd: list[str], env: dict | None = None) -> dict:
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, **(env or {})}, cwd=PROJECT_ROOT,
     )  # fmt: skip
-    peak = 0
+    peak, peak_at, start = 0, 0.0, time.perf_counter()
     try:
         root = psutil.Process(proc.pid)
         while proc.poll() is None:
             try:
                 rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
-                peak = max(peak, rss)
+                if rss > peak:
+                    peak, peak_at = rss, time.perf_counter() - start
             except psutil.Error:
                 pass
             time.sleep(0.05)
@@ -172,6 +173,8 @@ def run_child(cmd: list[str], env: dict | None = None) -> dict:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr[-3000:]}")
     result = json.loads(stdout.strip().splitlines()[-1])
     result["sampled_peak_rss_mb"] = peak / 2**20
+    result["sampled_peak_at_s"] = peak_at  # since the child started (imports included)
+    result["child_wall_s"] = time.perf_counter() - start
     return result
 
 

@@ -29,9 +29,28 @@ from benchmarks.common import (
 )
 
 
-def child(repeats: int, model: str, folder: str) -> None:
+def micro_batched(n: int) -> None:
+    """Experiment, this process only: ``Translator.predict`` runs each batch as forwards of
+    ``n`` chips (the chip grid and its batches are unchanged). Tests a suggested fix."""
+    import numpy as np
+
+    from geo2map.translator import Translator
+
+    whole = Translator.predict
+
+    def predict(self, batch):
+        parts = [whole(self, batch[i : i + n]) for i in range(0, len(batch), n)]
+        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+
+    Translator.predict = predict
+
+
+def child(repeats: int, model: str, folder: str, micro_batch: int = 0) -> None:
     import geo2map
     from geo2map.models.io import load_model
+
+    if micro_batch:
+        micro_batched(micro_batch)
 
     if repeats == 0:  # the floor: imports + model
         load_model(model)
@@ -50,10 +69,16 @@ def main() -> None:
         "--model", default=None, help="default: shipped model, else runs/default/best"
     )
     parser.add_argument("--json", default=None, help="also write the result here")
+    parser.add_argument(
+        "--micro-batch", type=int, default=0, help="experiment: forward N chips at a time"
+    )
+    parser.add_argument(
+        "--env", nargs="*", default=[], help="experiment: KEY=VALUE for the children"
+    )
     parser.add_argument("--child", nargs=3, metavar=("REPEATS", "MODEL", "FOLDER"))
     args = parser.parse_args()
     if args.child:
-        child(int(args.child[0]), args.child[1], args.child[2])
+        child(int(args.child[0]), args.child[1], args.child[2], args.micro_batch)
         return
     start_machine = machine()
     model_src, model_note = (args.model, "--model") if args.model else default_model()
@@ -65,13 +90,14 @@ def main() -> None:
             folder = tmp / f"x{n}"
             folder.mkdir()
             cmd = [sys.executable, "-m", "benchmarks.memory", "--child", str(n), str(model),
-                   str(folder)]  # fmt: skip
-            res = run_child(cmd)
+                   str(folder), "--micro-batch", str(args.micro_batch)]  # fmt: skip
+            res = run_child(cmd, env=dict(kv.split("=", 1) for kv in args.env))
             label = "imports + model" if n == 0 else f"{1024 * n} px square"
             results[label] = res
             rate = f", {res['megapixels'] / res['seconds']:.2f} MP/s" if n else ""
             print(f"{label:<18}: peak RSS {res['ru_maxrss_mb']:7.0f} MB (sampled "
-                  f"{res['sampled_peak_rss_mb']:.0f} MB), {res['seconds']:.0f} s{rate}",
+                  f"{res['sampled_peak_rss_mb']:.0f} MB at {res['sampled_peak_at_s']:.0f} s of "
+                  f"{res['child_wall_s']:.0f} s), translate {res['seconds']:.0f} s{rate}",
                   flush=True)  # fmt: skip
     sizes = [k for k in results if k != "imports + model"]
     small, large = results[sizes[0]]["ru_maxrss_mb"], results[sizes[-1]]["ru_maxrss_mb"]
@@ -81,6 +107,8 @@ def main() -> None:
         "memory",
         {
             "model": model_note,
+            "micro_batch_experiment": args.micro_batch or None,
+            "env_experiment": args.env or None,
             "runs": results,
             "peak_largest_gb": large / 1024,
             "ratio_largest_over_smallest": large / small,

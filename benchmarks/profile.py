@@ -23,6 +23,7 @@ import cProfile
 import functools
 import io
 import json
+import os
 import pstats
 import tempfile
 import threading
@@ -106,13 +107,16 @@ def stage_profile(scene_path: Path, out: Path, model: str) -> dict:
     plan_s = STATS["plan (inspect scene, chip grid)"][0]
     compute_start = start + plan_s  # plan runs before the runner opens
     phases = {
-        "plan + model load + runner": plan_s,
+        "plan scene": plan_s,
         "compute blocks (dask, 2 threads)": MARKS["writer opened"] - compute_start,
         "write blocks to GTiff": MARKS["finish started"] - MARKS["writer opened"],
         "COGs + quicklook + exports": start + total - MARKS["finish started"],
     }
+    busy = STATS["batch task (total)"][0] + STATS["block task (total)"][0]
+    workers = os.cpu_count() or 1  # the threaded scheduler's default
     return {
         "total_seconds": total,
+        "compute_utilization": busy / (workers * phases["compute blocks (dask, 2 threads)"]),
         "megapixels": summary.width * summary.height / 1e6,
         "chips": summary.chips,
         "phases_wall_seconds": phases,
@@ -126,6 +130,8 @@ def print_stages(result: dict) -> None:
     print(f"\nwall {total:.1f} s for {result['megapixels']:.1f} MP ({result['chips']} chips)")
     for k, v in result["phases_wall_seconds"].items():
         print(f"  phase {k:<36} {v:7.1f} s  {100 * v / total:5.1f} % of wall")
+    print(f"  dask threads busy in task code during the compute phase: "
+          f"{100 * result['compute_utilization']:.0f} %")  # fmt: skip
     print("stage (seconds summed over threads)         seconds  calls")
     for _, _, label in STAGES:
         if label in result["stages_thread_seconds"]:
