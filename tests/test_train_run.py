@@ -94,3 +94,14 @@ def test_commands_registered_on_a_typer_app(tmp_path: Path) -> None:
     bad.write_text("name: x\nmodel:\n  colour: red\n")
     r = runner.invoke(app, ["train", str(bad)])
     assert r.exit_code != 0 and "unknown key 'model.colour'" in str(r.exception)
+
+
+def test_pix2pix_tiny_run_with_patchgan(tmp_path: Path) -> None:
+    pipeline = ROOT / "pipelines" / "train-pix2pix.yaml"
+    best = run(pipeline, [*TINY, f"out_dir={tmp_path}", "train.steps=2", "discriminator.kwargs.base=4"],
+               progress=False)  # fmt: skip
+    assert best.with_suffix(".json").is_file()
+    ck = load_file(str(tmp_path / "checkpoints" / "last.safetensors"))
+    assert any(k.startswith("D/") for k in ck) and any(k.startswith("optim:D/") for k in ck)
+    header, row = (tmp_path / "log.csv").read_text().splitlines()[:2]
+    assert "gan_d" in header and row.split(",")[header.split(",").index("gan_d")] != ""
