@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -299,6 +300,19 @@ def catalog_path(
 
 
 register_training_commands(app)  # train, evaluate, export-model
+
+
+def _guarded(callback: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(callback)  # typer reads the signature through __wrapped__
+    def run_command(*args, **kwargs) -> None:
+        run_guarded(lambda: callback(*args, **kwargs))
+
+    return run_command
+
+
+# Every command, including those other modules register: user errors are one line, exit 2.
+for _command in app.registered_commands:
+    _command.callback = _guarded(_command.callback)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -217,3 +217,11 @@ def test_catalog_list_and_checks(tmp_path, monkeypatch):
     # A missing file with no network: says where to put it.
     monkeypatch.setenv("GEO2MAP_DATA_ROOT", str(fake_root))
     assert_clean_failure(run("catalog", "path", "aerial-0.6m"), "put it at")
+
+
+def test_every_command_reports_user_errors_in_one_line(tmp_path):
+    assert_clean_failure(run("train", tmp_path / "missing.yaml"), "not found")
+    bad = tmp_path / "train.yaml"
+    shipped = Path(__file__).parent.parent / "pipelines" / "train-default.yaml"
+    bad.write_text(shipped.read_text() + "\nlearning_rat: 0.1\n")
+    assert_clean_failure(run("train", bad), "learning_rat")
