@@ -33,6 +33,7 @@ CONFIGS = {  # name: (dask workers or 0 for default, torch threads per task or 0
     "dask 1 x torch 2, batch 8": (1, 0, 8),
     "dask 2 x torch 2, batch 8": (0, 2, 8),
     "dask 2 x torch 1, batch 1": (0, 0, 1),
+    "dask 2 x torch 1, batch 2": (0, 0, 2),
     "dask 2 x torch 1, batch 4": (0, 0, 4),
     "dask 2 x torch 1, batch 16": (0, 0, 16),
     "dask 1 x torch 2, batch 1": (1, 0, 1),
