@@ -30,7 +30,7 @@ from geo2map.exports import export_scene
 from geo2map.models.card import ModelCard
 from geo2map.models.io import DEFAULT_MODEL, load_model, model_paths
 from geo2map.parts import BlockParts, fingerprint
-from geo2map.raster import ModelGrid, read_model_window, read_output_valid
+from geo2map.raster import ModelGrid, gdal_env, read_model_window, read_output_valid
 from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset
 from geo2map.stac import write_collection
 from geo2map.tiling import AxisMap, Block, ChipGrid, blend_chips, blocks, resample_block
@@ -182,7 +182,7 @@ def run_batch(plan: ScenePlan, batch: int) -> BatchResult:
     chips = plan.chips.batch(batch)
     size = plan.chips.size
     inputs, kept = [], []
-    with rasterio.open(plan.scene.path) as ds:
+    with gdal_env(), rasterio.open(plan.scene.path) as ds:
         for chip in chips:
             data, valid = read_model_window(ds, plan.grid, chip.row, chip.col, size, size)
             if valid.any():  # all-invalid chips are skipped, not computed
@@ -214,7 +214,7 @@ def blend_block(plan: ScenePlan, block: Block, *batches: BatchResult) -> np.ndar
         cover = stacked[-1]
         values, covered = stacked[:-1] / np.maximum(cover, 1e-12), cover > 0
     grid = plan.grid if plan.on_model_grid else None
-    with rasterio.open(plan.scene.path) as ds:
+    with gdal_env(), rasterio.open(plan.scene.path) as ds:
         valid = read_output_valid(
             ds, plan.scene, grid, block.row, block.col, block.height, block.width
         )
@@ -461,7 +461,7 @@ def plan_and_translate(
         raise Geo2MapError(f"{collection} already exists; pass --overwrite to replace it")
     if progress:
         progress(0, sum(p.output_height * p.output_width for p in plans))
-    with open_runner(options.scheduler, options.workers, options.cluster) as runner:
+    with gdal_env(), open_runner(options.scheduler, options.workers, options.cluster) as runner:
         if progress and runner.dashboard:
             progress(0, message=f"Dask dashboard: {runner.dashboard}")
         summaries = [translate_scene(p, out_dir, options, card, runner, progress) for p in plans]

@@ -15,6 +15,14 @@ from rasterio.enums import Resampling
 
 from geo2map.scene import Scene
 
+# GDAL's block cache defaults to 5 % of RAM and fills with decoded source tiles and written
+# blocks on large scenes; 64 MB is plenty for tiles that are read or written once.
+GDAL_OPTIONS = {"GDAL_CACHEMAX": 64}
+
+
+def gdal_env() -> rasterio.Env:
+    return rasterio.Env(**GDAL_OPTIONS)
+
 
 @dataclass(frozen=True)
 class ModelGrid:

@@ -34,6 +34,7 @@ from geo2map.pipeline import (
     scene_paths,
     translate_scene,
 )
+from geo2map.raster import gdal_env
 from geo2map.stac import write_collection
 from geo2map.writer import atomic_write_text, check_writable, hidden
 
@@ -126,7 +127,7 @@ def run_job(
         todo.append((plan, key, mine))
     if progress:
         progress(0, total=sum(p.output_height * p.output_width for p, _, _ in todo))
-    with open_runner(options.scheduler, options.workers, options.cluster) as runner:
+    with gdal_env(), open_runner(options.scheduler, options.workers, options.cluster) as runner:
         if progress and runner.dashboard:
             progress(0, message=f"Dask dashboard: {runner.dashboard}")
         for plan, key, mine in todo:

@@ -19,6 +19,7 @@ from geo2map.models.io import DEFAULT_MODEL, load_model
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "bf16", "fp32")
+CPU_MICRO_BATCH = 2
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -87,7 +88,19 @@ class Translator:
         std = np.asarray(self.card.input.std, dtype=np.float32)[None, :, None, None]
         return (batch - mean) / std
 
+    @property
+    def micro_batch(self) -> int:
+        """Chips per forward call. On CPUs a batch goes 2 chips at a time: the same speed, and
+        activations of 2 chips instead of 8 in memory (docs/benchmarks.md, memory)."""
+        return CPU_MICRO_BATCH if self.device.type == "cpu" else 1 << 30
+
     def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`forward`, a micro-batch at a time."""
+        step = self.micro_batch
+        parts = [self.forward(batch[i : i + step]) for i in range(0, len(batch), step)]
+        return np.concatenate([r for r, _ in parts]), np.concatenate([p for _, p in parts])
+
+    def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, C, H, W) inputs scaled to [0, 1] -> render (B, 3, H, W) in [0, 1], class probabilities (B, K, H, W)."""
         x = torch.from_numpy(self.normalize(batch)).to(self.device)
         if self.device.type != "mps":
