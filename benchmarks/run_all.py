@@ -3,7 +3,7 @@
     .venv/bin/python -m benchmarks.run_all [--out bench-results] [--only throughput naive ...]
     .venv/bin/python -m benchmarks.run_all --out bench-results --table-only
 
-About 30-40 minutes on 2 free cores (the 16k x 16k memory run is most of it).
+About 55 minutes on this 2-core machine (the 16k x 16k memory run alone ~16).
 """
 
 from __future__ import annotations
