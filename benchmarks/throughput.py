@@ -45,7 +45,7 @@ def bare_forward(chips, options: TranslateOptions, streams: int) -> None:
     threads each (set explicitly: torch's thread count is global to the process)."""
     cached_translator.cache_clear()
     threads = max(1, (os.cpu_count() or 1) // streams)
-    translator = cached_translator(options.model, options.device, options.precision, threads)
+    translator = cached_translator(options.model, options.device, options.precision)
     torch.set_num_threads(threads)
     batches = [
         np.stack(chips[i : i + options.batch_size])

@@ -21,6 +21,7 @@ from typing import Literal
 import dask
 import numpy as np
 import rasterio
+import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rasterio.control import GroundControlPoint
 
@@ -190,7 +191,9 @@ def run_batch(plan: ScenePlan, batch: int) -> BatchResult:
                 kept.append(chip.index)
     result = BatchResult({chip.index: None for chip in chips})
     if inputs:
-        translator = cached_translator(plan.model, plan.device, plan.precision, plan.torch_threads)
+        translator = cached_translator(plan.model, plan.device, plan.precision)
+        if plan.torch_threads:  # torch's count is process-wide: set it for this run, every batch
+            torch.set_num_threads(plan.torch_threads)
         render, probs = translator.predict(np.stack(inputs))
         for i, index in enumerate(kept):
             result.outputs[index] = np.concatenate([render[i], probs[i]]).astype(np.float16)

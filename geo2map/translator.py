@@ -117,13 +117,6 @@ class Translator:
 
 
 @functools.lru_cache(maxsize=4)
-def cached_translator(
-    path: str, device: str, precision: str, threads: int | None = None
-) -> Translator:
-    """One model per process and settings: Dask tasks call this instead of loading per task.
-
-    ``threads`` caps torch's intra-op threads so concurrent tasks share the cores.
-    """
-    if threads:
-        torch.set_num_threads(threads)
+def cached_translator(path: str, device: str, precision: str) -> Translator:
+    """One model per process and settings: Dask tasks call this instead of loading per task."""
     return Translator.load(path, device, precision)
