@@ -25,7 +25,7 @@ from geo2map.models.registry import build_model
 from geo2map.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from geo2map.train.config import PipelineConfig
 from geo2map.train.data import augment, collate
-from geo2map.train.loop import Datasets, lr_factor, make_card, model_kwargs, validate
+from geo2map.train.loop import Datasets, lr_factor, make_card, model_kwargs, validate_and_keep_best
 from geo2map.train.losses import dice_loss, gan_loss, masked_ce
 
 
@@ -198,16 +198,9 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
             acc = {}
             bar.set_postfix(loss_g=row["loss_g"], loss_d=row["loss_d"])
         if done % cfg.train.val_every == 0 or done == cfg.train.steps:
-            val = validate(cfg, G, data, out / "samples" / f"step{done:06d}.png")
-            row.update({f"val_{k}": f"{v:.4f}" for k, v in val.items() if f"val_{k}" in fields})
-            if val["score"] > best:
-                best = val["score"]
-                card = make_card(
-                    cfg, kw_g, data, {"step": done, "elapsed_s": round(time.time() - t0, 1)}
-                )
-                card.metrics = {"validation": val}
-                save_model(G, card, out / "best")
-            tqdm.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+            best = validate_and_keep_best(
+                cfg, G, kw_g, data, out, done, time.time() - t0, best, row, fields
+            )
         if row:
             row.update(step=done, time_s=f"{time.time() - t0:.1f}", lr=f"{o.lr * factor:.2e}")
             with log_path.open("a", newline="") as f:

@@ -261,16 +261,9 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
             acc = {}
             bar.set_postfix(loss=row["loss"])
         if done % cfg.train.val_every == 0 or done == cfg.train.steps:
-            val = validate(cfg, G, data, out / "samples" / f"step{done:06d}.png")
-            row.update({f"val_{k}": f"{v:.4f}" for k, v in val.items() if f"val_{k}" in fields})
-            if val["score"] > best:
-                best = val["score"]
-                card = make_card(
-                    cfg, kwargs, data, {"step": done, "elapsed_s": round(time.time() - t0, 1)}
-                )
-                card.metrics = {"validation": val}
-                save_model(G, card, out / "best")
-            tqdm.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+            best = validate_and_keep_best(
+                cfg, G, kwargs, data, out, done, time.time() - t0, best, row, fields
+            )
         if row:
             row.update(step=done, time_s=f"{time.time() - t0:.1f}", lr=f"{o.lr * factor:.2e}")
             with log_path.open("a", newline="") as f:
@@ -295,6 +288,31 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
     )
     save_model(G, card, out / "last")
     return out / "best"
+
+
+def validate_and_keep_best(
+    cfg: PipelineConfig,
+    G: torch.nn.Module,
+    kwargs: dict[str, Any],
+    data: Datasets,
+    out: Path,
+    done: int,
+    elapsed_s: float,
+    best: float,
+    row: dict[str, Any],
+    fields: list[str],
+) -> float:
+    """Validate at step ``done``, add the metrics to the log ``row``, export the generator as
+    ``out/best`` when its score beats ``best``; returns the best score so far."""
+    val = validate(cfg, G, data, out / "samples" / f"step{done:06d}.png")
+    row.update({f"val_{k}": f"{v:.4f}" for k, v in val.items() if f"val_{k}" in fields})
+    if val["score"] > best:
+        best = val["score"]
+        card = make_card(cfg, kwargs, data, {"step": done, "elapsed_s": round(elapsed_s, 1)})
+        card.metrics = {"validation": val}
+        save_model(G, card, out / "best")
+    tqdm.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
+    return best
 
 
 def validate(
