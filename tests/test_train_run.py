@@ -65,6 +65,18 @@ def test_resume_after_kill_reaches_the_same_state(tmp_path: Path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(m1(x)["render"], m2(x)["render"])
 
+    # float16 export: half the file, the same model within float16 rounding
+    export(best, tmp_path / "exported" / "half", half=True)
+    m3, _ = load_model(tmp_path / "exported" / "half")
+    full = (tmp_path / "exported" / "m.safetensors").stat().st_size
+    assert (tmp_path / "exported" / "half.safetensors").stat().st_size < 0.6 * full
+    with torch.no_grad():
+        torch.testing.assert_close(m1(x)["mask_logits"], m3(x)["mask_logits"], atol=2e-2, rtol=1e-2)
+
+    # a class-weight list that does not fit the 5 mask classes is refused, naming the key
+    with pytest.raises(Geo2MapError, match=r"mask_class_weights has 2 values"):
+        _run(tmp_path / "c", 1, "loss.mask_class_weights=[1, 2]")
+
 
 def test_cyclegan_tiny_run(tmp_path: Path) -> None:
     pipeline = ROOT / "pipelines" / "train-cyclegan.yaml"

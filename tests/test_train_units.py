@@ -161,3 +161,49 @@ def test_patchgan_is_70x70_and_generators_keep_shape() -> None:
     out = g.eval()(torch.zeros(1, 3, 52, 60))
     assert out["render"].shape == (1, 3, 52, 60) and out["mask_logits"].shape == (1, 5, 52, 60)
     assert not any(isinstance(m, torch.nn.InstanceNorm2d) for m in g.modules())
+
+
+def test_colour_jitter_changes_the_image_only() -> None:
+    h = w = 48
+    yy, xx = np.mgrid[:h, :w]
+    img = np.stack([yy * 4, xx * 4, (yy + xx) * 2], -1).astype(np.uint8)
+    s = Sample(img, map_rgb=img.copy(), map_index=img[..., 0].copy(), mask=img[..., 1].copy())
+    plain = augment(s, np.random.default_rng(3), crop=32)
+    jittered = augment(s, np.random.default_rng(3), crop=32, colour_jitter=0.3)
+    # same geometry for every target; only the image's tones move
+    np.testing.assert_array_equal(plain.map_index, jittered.map_index)
+    np.testing.assert_array_equal(plain.mask, jittered.mask)
+    np.testing.assert_array_equal(plain.map_rgb, jittered.map_rgb)
+    assert jittered.image.dtype == np.uint8 and jittered.image.shape == plain.image.shape
+    assert np.abs(jittered.image.astype(int) - plain.image.astype(int)).mean() > 2
+
+
+def test_rescaled_batch_keeps_label_values() -> None:
+    from geo2map.train.data import collate, rescale_batch
+
+    rng = np.random.default_rng(0)
+    mask = rng.integers(0, 5, (64, 64)).astype(np.uint8)
+    mask[:8] = 255  # ignored pixels stay ignored, never averaged into a class
+    s = Sample(rng.integers(0, 255, (64, 64, 3)).astype(np.uint8), mask=mask)
+    b = rescale_batch(collate([s, s], [0.5] * 3, [0.5] * 3), 32)
+    assert b["image"].shape == (2, 3, 32, 32) and b["mask"].shape == (2, 32, 32)
+    assert set(torch.unique(b["mask"]).tolist()) <= {0, 1, 2, 3, 4, 255}
+    assert (b["mask"][:, :4] == 255).all()
+
+
+def test_smp_unet_palette_head_renders_palette_colours() -> None:
+    from geo2map.models.smp_unet import SmpUNetTranslator
+
+    torch.manual_seed(0)
+    m = SmpUNetTranslator(
+        encoder="resnet18",
+        decoder_channels=[32, 16, 16, 8, 8],
+        render_mode="palette",
+        palette=PALETTE_RGB.tolist(),
+    ).eval()
+    with torch.no_grad():
+        out = m(torch.rand(1, 3, 64, 64))
+    assert out["render_logits"].shape == (1, len(PALETTE_RGB), 64, 64)
+    assert out["mask_logits"].shape == (1, 5, 64, 64)
+    colours = (out["render"][0].permute(1, 2, 0).reshape(-1, 3) * 255).round().int()
+    assert {tuple(c) for c in colours.tolist()} <= {tuple(c) for c in PALETTE_RGB.tolist()}

@@ -26,10 +26,16 @@ def model_paths(path: str | Path) -> tuple[Path, Path]:
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
 
 
-def save_model(model: nn.Module, card: ModelCard, path: str | Path) -> tuple[Path, Path]:
+def save_model(
+    model: nn.Module, card: ModelCard, path: str | Path, half: bool = False
+) -> tuple[Path, Path]:
+    """Write ``path.safetensors`` + ``path.json``. ``half`` stores floating tensors as float16
+    (half the file; loading casts back to the model's float32 parameters)."""
     weights, card_path = model_paths(path)
     weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     save_file(state, str(weights), metadata={"card": card.name})
     card.to_json(card_path)
     return weights, card_path

@@ -1,6 +1,8 @@
 """A segmentation-models-pytorch U-Net with geo2map's two heads, for comparison.
 
 Encoders are built with ``encoder_weights=None``: nothing is downloaded at run time.
+The render is either RGB (sigmoid) or, with ``render_mode="palette"``, logits over map
+colours (see ``palette_head``), exactly like the geo2map U-Net.
 """
 
 from __future__ import annotations
@@ -9,21 +11,42 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
+from geo2map.models.palette_head import palette_tensor, render_from_logits
+
 
 class SmpUNetTranslator(nn.Module):
     def __init__(
-        self, in_channels: int = 3, num_classes: int = 5, encoder: str = "resnet18"
+        self,
+        in_channels: int = 3,
+        num_classes: int = 5,
+        encoder: str = "resnet18",
+        decoder_channels: list[int] | None = None,
+        render_mode: str = "rgb",
+        palette: list[list[int]] | None = None,
     ) -> None:
         super().__init__()
+        if render_mode not in ("rgb", "palette"):
+            raise ValueError(f"unknown render_mode {render_mode!r}: use 'rgb' or 'palette'")
+        self.render_mode = render_mode
+        render_channels = 3
+        if render_mode == "palette":
+            self.register_buffer("palette", palette_tensor(palette), persistent=True)
+            render_channels = len(palette or [])
+        self.render_channels = render_channels
         self.net = smp.Unet(
             encoder_name=encoder,
             encoder_weights=None,
             in_channels=in_channels,
-            classes=3 + num_classes,
+            classes=render_channels + num_classes,
+            decoder_channels=tuple(decoder_channels or (256, 128, 64, 32, 16)),
             decoder_interpolation="bilinear",  # resize, not nearest blocks
         )
         self.multiple = 32
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.net(x)
-        return {"render": torch.sigmoid(out[:, :3]), "mask_logits": out[:, 3:]}
+        logits, mask = out[:, : self.render_channels], out[:, self.render_channels :]
+        if self.render_mode == "rgb":
+            return {"render": torch.sigmoid(logits), "mask_logits": mask}
+        render = render_from_logits(logits, self.palette, self)
+        return {"render": render, "mask_logits": mask, "render_logits": logits}

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from geo2map.models.palette_head import palette_tensor, render_from_logits
+
 
 def _norm(channels: int, kind: str) -> nn.Module:
     if kind == "batch":
@@ -77,10 +79,7 @@ class UNetTranslator(nn.Module):
         if render_mode == "rgb":
             self.render_head = nn.Conv2d(widths[0], 3, 1)
         elif render_mode == "palette":
-            if not palette:
-                raise ValueError("render_mode 'palette' needs a palette of RGB colours")
-            colours = torch.tensor(palette, dtype=torch.float32) / 255.0
-            self.register_buffer("palette", colours, persistent=True)
+            self.register_buffer("palette", palette_tensor(palette), persistent=True)
             self.render_head = nn.Conv2d(widths[0], len(palette), 1)
         else:
             raise ValueError(f"unknown render_mode {render_mode!r}: use 'rgb' or 'palette'")
@@ -104,9 +103,6 @@ class UNetTranslator(nn.Module):
         out = self.render_head(feats)
         if self.render_mode == "rgb":
             render = torch.sigmoid(out)
-        elif self.training:  # differentiable: the softmax-weighted mix of palette colours
-            weights = torch.softmax(out.float(), dim=1)
-            render = torch.einsum("bkhw,kc->bchw", weights, self.palette)
-        else:  # crisp flat map colours: the most likely palette colour per pixel
-            render = self.palette[out.argmax(dim=1)].permute(0, 3, 1, 2)
+        else:
+            render = render_from_logits(out, self.palette, self)
         return {"render": render, "mask_logits": self.mask_head(feats), "render_logits": out}

@@ -32,8 +32,12 @@ def export(
     out: str | Path,
     pairs_dir: str | Path | None = None,
     masks_dir: str | Path | None = None,
+    half: bool = False,
 ) -> tuple[Path, Path]:
     """Copy a trained model (``runs/x/best``) to ``out`` (.safetensors + .json) after loading it.
+
+    ``half`` stores the weights as float16 (the shipped default: half the download, and
+    inference runs in bf16 autocast anyway).
 
     With ``pairs_dir`` / ``masks_dir`` the model is first scored on the validation split its
     card records, and the card's ``metrics`` are replaced by those full-split numbers.
@@ -51,7 +55,7 @@ def export(
             "during_training": card.metrics.get("validation", card.metrics),
         }
         card.training.setdefault("hardware", hardware())
-    return save_model(model, card, out)
+    return save_model(model, card, out, half=half)
 
 
 __all__ = ["PipelineConfig", "export", "load_config", "run", "run_config"]

@@ -69,9 +69,12 @@ def register_commands(app: typer.Typer) -> None:
         masks: Annotated[
             Path | None, typer.Option("--masks", help="score the card's val chips here first")
         ] = None,
+        half: Annotated[
+            bool, typer.Option("--half/--float32", help="store weights as float16 (half size)")
+        ] = False,
     ) -> None:
         """Check a trained model loads (optionally re-score it), write .safetensors + .json at --out."""
         from geo2map.train import export
 
-        weights, card = export(src, out, pairs, masks)
+        weights, card = export(src, out, pairs, masks, half=half)
         typer.echo(f"wrote {weights} and {card}")

@@ -27,6 +27,12 @@ class DataConfig(_Strict):
     crop: int = Field(default=256, ge=16)
     moscow_batch: int = Field(default=6, ge=0)
     landcover_batch: int = Field(default=4, ge=0)
+    colour_jitter: float = Field(
+        default=0.0, ge=0, lt=1, description="brightness/contrast/saturation/gain jitter strength"
+    )
+    landcover_scale: tuple[float, float] = Field(
+        default=(1.0, 1.0), description="LandCover.ai batches resized by a factor in this range"
+    )
     limit_train: int | None = Field(default=None, ge=1, description="use only the first N (tests)")
 
 
@@ -50,6 +56,9 @@ class LossConfig(_Strict):
     gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
     mask_ce: float = Field(default=1.0, ge=0)
     mask_dice: float = Field(default=0.0, ge=0)
+    mask_class_weights: list[float] | None = Field(
+        default=None, description="cross-entropy weight per class (rare roads/buildings up)"
+    )
     moscow_mask: float = Field(
         default=0.2, ge=0, description="weight of OSM-derived masks vs LandCover.ai"
     )

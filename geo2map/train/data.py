@@ -126,8 +126,30 @@ class LandCoverChips:
         return self._cache[i]
 
 
-def augment(s: Sample, rng: np.random.Generator, crop: int | None) -> Sample:
-    """The same random crop, flips and rot90 for the image and every target."""
+def jitter_colours(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Random brightness, contrast, saturation and per-band gain (white balance).
+
+    Aerial imagery from another sensor, season or processing chain differs mostly in these:
+    without jitter the model learns the colours of its two training sources and reads an
+    unseen scene's tones as the wrong class.
+    """
+    if strength <= 0:
+        return image
+    j = strength
+    x = image.astype(np.float32) / 255
+    x = x * rng.uniform(1 - j, 1 + j) * rng.uniform(1 - j / 3, 1 + j / 3, size=3)
+    mean = x.mean()
+    x = (x - mean) * rng.uniform(1 - j, 1 + j) + mean
+    grey = x.mean(axis=2, keepdims=True)
+    x = grey + (x - grey) * rng.uniform(1 - j, 1 + j)
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def augment(
+    s: Sample, rng: np.random.Generator, crop: int | None, colour_jitter: float = 0.0
+) -> Sample:
+    """The same random crop, flips and rot90 for the image and every target; colour jitter
+    (image only) when ``colour_jitter`` > 0."""
     h, w = s.image.shape[:2]
     if crop is not None and (h > crop or w > crop):
         y = int(rng.integers(0, h - crop + 1))
@@ -146,7 +168,27 @@ def augment(s: Sample, rng: np.random.Generator, crop: int | None) -> Sample:
             a = a[:, ::-1]
         return np.ascontiguousarray(np.rot90(a, k, axes=(0, 1)))
 
-    return Sample(t(s.image), t(s.map_rgb), t(s.map_index), t(s.mask))
+    image = jitter_colours(t(s.image), rng, colour_jitter)
+    return Sample(image, t(s.map_rgb), t(s.map_index), t(s.mask))
+
+
+def rescale_batch(batch: dict[str, torch.Tensor], size: int) -> dict[str, torch.Tensor]:
+    """Resize a collated batch to ``size`` pixels square: images antialiased bilinear,
+    label maps nearest (scale augmentation: the model meets imagery at other GSDs)."""
+    if batch["image"].shape[-1] == size:
+        return batch
+    out = dict(batch)
+    for key in ("image", "map_rgb"):
+        out[key] = torch.nn.functional.interpolate(
+            batch[key], size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        ).contiguous(memory_format=torch.channels_last)
+    for key in ("map_index", "mask"):
+        out[key] = (
+            torch.nn.functional.interpolate(batch[key][:, None].float(), size=(size, size))
+            .long()
+            .squeeze(1)
+        )
+    return out
 
 
 def collate(samples: list[Sample], mean: list[float], std: list[float]) -> dict[str, torch.Tensor]:

@@ -25,7 +25,14 @@ from geo2map.models.io import save_model
 from geo2map.models.registry import build_model
 from geo2map.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from geo2map.train.config import PipelineConfig
-from geo2map.train.data import LandCoverChips, MoscowPairs, augment, collate, split_names
+from geo2map.train.data import (
+    LandCoverChips,
+    MoscowPairs,
+    augment,
+    collate,
+    rescale_batch,
+    split_names,
+)
 from geo2map.train.evaluate import save_grid, score_chips, score_pairs
 from geo2map.train.losses import dice_loss, gan_loss, masked_ce
 from geo2map.train.palette import OSM_PALETTE, PALETTE_RGB
@@ -47,7 +54,7 @@ def data_path(ref: str) -> Path:
 
 def model_kwargs(cfg: PipelineConfig) -> dict[str, Any]:
     kw = dict(cfg.model.kwargs)
-    if cfg.model.name == "unet" and kw.get("render_mode") == "palette" and "palette" not in kw:
+    if kw.get("render_mode") == "palette" and "palette" not in kw:
         kw["palette"] = PALETTE_RGB.tolist()
     return kw
 
@@ -92,18 +99,26 @@ class Datasets:
             rec["landcover"] = self.lc_val.names
         return rec
 
-    def batch(self, cfg: PipelineConfig, step: int) -> dict[str, torch.Tensor]:
+    def batches(self, cfg: PipelineConfig, step: int) -> list[dict[str, torch.Tensor]]:
+        """One batch per source (Moscow pairs, LandCover.ai chips): they may differ in size
+        (LandCover.ai scale augmentation), so each gets its own forward pass."""
+        d = cfg.data
         rng = np.random.default_rng([cfg.seed, step])
-        samples = []
-        for ds, n in (
-            (self.moscow_train, cfg.data.moscow_batch),
-            (self.lc_train, cfg.data.landcover_batch),
-        ):
+        out = []
+        for ds, n in ((self.moscow_train, d.moscow_batch), (self.lc_train, d.landcover_batch)):
             if ds is None or n == 0:
                 continue
-            for i in rng.integers(0, len(ds), n):
-                samples.append(augment(ds[int(i)], rng, cfg.data.crop))
-        return collate(samples, cfg.model.mean, cfg.model.std)
+            samples = [
+                augment(ds[int(i)], rng, d.crop, d.colour_jitter)
+                for i in rng.integers(0, len(ds), n)
+            ]
+            batch = collate(samples, cfg.model.mean, cfg.model.std)
+            if ds is self.lc_train and d.landcover_scale != (1.0, 1.0):
+                side = batch["image"].shape[-1]
+                factor = rng.uniform(*d.landcover_scale)
+                batch = rescale_batch(batch, max(64, round(side * factor / 32) * 32))
+            out.append(batch)
+        return out
 
 
 def make_card(
@@ -132,6 +147,11 @@ def _setup_threads(cfg: PipelineConfig) -> None:
 
 def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
     _setup_threads(cfg)
+    weights = cfg.loss.mask_class_weights
+    if weights is not None and len(weights) != 5:
+        raise Geo2MapError(
+            f"loss.mask_class_weights has {len(weights)} values; the mask has 5 classes"
+        )
     out = Path(cfg.out_dir)
     ckdir = out / "checkpoints"
     data = Datasets(cfg)
@@ -201,42 +221,27 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
         factor = lr_factor(cfg, step)
         for g in optims["G"].param_groups:
             g["lr"] = o.lr * factor
-        b = data.batch(cfg, step)
-        has_map = b["has_map"]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
-            outp = G(b["image"])
         parts: dict[str, torch.Tensor] = {}
-        if has_map.any():
-            if L.render_ce > 0:
-                parts["render_ce"] = L.render_ce * masked_ce(
-                    outp["render_logits"][has_map], b["map_index"][has_map]
-                )
-            if L.render_l1 > 0:
-                parts["render_l1"] = (
-                    L.render_l1
-                    * (outp["render"][has_map].float() - b["map_rgb"][has_map]).abs().mean()
-                )
-        # mask: LandCover.ai at full weight, OSM-derived masks at loss.moscow_mask
-        mask_loss = outp["mask_logits"].sum() * 0.0
-        for sel, w in ((~has_map & b["has_mask"], 1.0), (has_map & b["has_mask"], L.moscow_mask)):
-            if sel.any() and w > 0:
-                lg, tg = outp["mask_logits"][sel], b["mask"][sel]
-                mask_loss = mask_loss + w * (
-                    L.mask_ce * masked_ce(lg, tg) + L.mask_dice * dice_loss(lg, tg)
-                )
-        parts["mask"] = mask_loss
-        if D is not None and has_map.any():
-            src = b["image"][has_map]
-            fake = outp["render"][has_map].float().contiguous(memory_format=torch.channels_last)
+        gan_inputs = []
+        for b in data.batches(cfg, step):
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
-                pred_fake = D(torch.cat([src, fake * 2 - 1], 1))
-            parts["gan_g"] = L.gan * gan_loss(pred_fake, True, L.gan_mode)
+                outp = G(b["image"])
+            for k, v in generator_losses(cfg, b, outp).items():
+                parts[k] = parts[k] + v if k in parts else v
+            if D is not None and b["has_map"].any():
+                sel = b["has_map"]
+                src = b["image"][sel]
+                fake = outp["render"][sel].float().contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
+                    pred_fake = D(torch.cat([src, fake * 2 - 1], 1))
+                parts["gan_g"] = L.gan * gan_loss(pred_fake, True, L.gan_mode)
+                gan_inputs.append((src, fake, b["map_rgb"][sel] * 2 - 1))
         loss = sum(parts.values())
         optims["G"].zero_grad(set_to_none=True)
         loss.backward()
         optims["G"].step()
-        if D is not None and has_map.any():
-            real = b["map_rgb"][has_map] * 2 - 1
+        for src, fake, real in gan_inputs:
+            assert D is not None
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
                 d_real = D(torch.cat([src, real], 1).contiguous(memory_format=torch.channels_last))
                 d_fake = D(
@@ -288,6 +293,36 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
     )
     save_model(G, card, out / "last")
     return out / "best"
+
+
+def generator_losses(
+    cfg: PipelineConfig, b: dict[str, torch.Tensor], outp: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Each head's loss on the samples of ``b`` that have its target (the GAN term aside)."""
+    L = cfg.loss
+    has_map = b["has_map"]
+    parts: dict[str, torch.Tensor] = {}
+    if has_map.any():
+        if L.render_ce > 0:
+            parts["render_ce"] = L.render_ce * masked_ce(
+                outp["render_logits"][has_map], b["map_index"][has_map]
+            )
+        if L.render_l1 > 0:
+            diff = outp["render"][has_map].float() - b["map_rgb"][has_map]
+            parts["render_l1"] = L.render_l1 * diff.abs().mean()
+    # mask: LandCover.ai at full weight (class-weighted CE), OSM-derived masks at moscow_mask
+    mask_loss = outp["mask_logits"].sum() * 0.0
+    for sel, w, cw in (
+        (~has_map & b["has_mask"], 1.0, L.mask_class_weights),
+        (has_map & b["has_mask"], L.moscow_mask, None),
+    ):
+        if sel.any() and w > 0:
+            lg, tg = outp["mask_logits"][sel], b["mask"][sel]
+            mask_loss = mask_loss + w * (
+                L.mask_ce * masked_ce(lg, tg, cw) + L.mask_dice * dice_loss(lg, tg)
+            )
+    parts["mask"] = mask_loss
+    return parts
 
 
 def validate_and_keep_best(

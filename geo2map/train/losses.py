@@ -8,11 +8,15 @@ from torch.nn import functional as F
 from geo2map.train.data import IGNORE_LABEL
 
 
-def masked_ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy ignoring IGNORE_LABEL pixels; 0 when nothing is labelled."""
+def masked_ce(
+    logits: torch.Tensor, target: torch.Tensor, weight: list[float] | None = None
+) -> torch.Tensor:
+    """Cross-entropy ignoring IGNORE_LABEL pixels, optionally class-weighted; 0 when nothing
+    is labelled."""
     if not (target != IGNORE_LABEL).any():
         return logits.sum() * 0.0
-    return F.cross_entropy(logits.float(), target, ignore_index=IGNORE_LABEL)
+    w = None if weight is None else torch.tensor(weight, dtype=torch.float32)
+    return F.cross_entropy(logits.float(), target, weight=w, ignore_index=IGNORE_LABEL)
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:

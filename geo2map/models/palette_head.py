@@ -1,0 +1,26 @@
+"""The palette render head shared by the U-Nets: logits over a fixed set of map colours.
+
+In training the render is the softmax-weighted mix of the colours (differentiable); in eval
+mode it is the most likely colour per pixel (crisp flat map colours instead of L1 grey blur).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def palette_tensor(palette: list[list[int]] | None) -> torch.Tensor:
+    if not palette:
+        raise ValueError("render_mode 'palette' needs a palette of RGB colours")
+    return torch.tensor(palette, dtype=torch.float32) / 255.0
+
+
+def render_from_logits(
+    logits: torch.Tensor, palette: torch.Tensor, module: nn.Module
+) -> torch.Tensor:
+    """(B, K, H, W) palette logits -> (B, 3, H, W) render in [0, 1]."""
+    if module.training:
+        weights = torch.softmax(logits.float(), dim=1)
+        return torch.einsum("bkhw,kc->bchw", weights, palette)
+    return palette[logits.argmax(dim=1)].permute(0, 3, 1, 2)
