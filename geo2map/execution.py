@@ -1,8 +1,11 @@
 """Where the graph runs: a local Dask scheduler, or a dask.distributed cluster.
 
-A runner computes one group of output blocks at a time and hands back the batch results
-that later groups still need (the carry). Locally the carry is data in this process; on a
-cluster it is futures, so the data stays on the workers.
+A runner takes one group of output blocks at a time (``submit``) and hands back, at once,
+the batch results that later groups still need (the carry); ``gather`` returns the group's
+blocks. Locally ``submit`` computes right away and the carry is data in this process. On a
+cluster ``submit`` returns futures: the carry stays on the workers, and the caller may
+submit ``lookahead`` further groups before gathering, so workers do not idle while the
+client writes.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class LocalRunner:
     """dask's local schedulers: ``threads`` (default), ``processes`` or ``sync``."""
 
     dashboard: str | None = None
+    lookahead = 0  # dask.compute blocks: nothing can be in flight behind it
 
     def __init__(self, scheduler: str, workers: int | None) -> None:
         self.kwargs: dict[str, Any] = {"scheduler": scheduler}
@@ -28,8 +32,12 @@ class LocalRunner:
             self.kwargs["num_workers"] = workers
         self.workers = 1 if scheduler == "sync" else workers or os.cpu_count() or 1
 
-    def compute(self, results: list, keep: list) -> tuple[list, list]:
-        return dask.compute(results, keep, **self.kwargs)
+    def submit(self, results: list, keep: list) -> tuple[list, list]:
+        done, kept = dask.compute(results, keep, **self.kwargs)
+        return done, kept
+
+    def gather(self, handle: list) -> list:
+        return handle
 
     def source(self, handle: Any) -> Any:
         return dask.delayed(handle, pure=False)
@@ -38,15 +46,19 @@ class LocalRunner:
 class DistributedRunner:
     """A dask.distributed Client: joined by address or started as a LocalCluster."""
 
+    lookahead = 1  # one group queued behind the one being gathered and written
+
     def __init__(self, client: Any) -> None:
         self.client = client
         self.dashboard = client.dashboard_link
         self.workers = max(1, sum(client.nthreads().values()))
 
-    def compute(self, results: list, keep: list) -> tuple[list, list]:
+    def submit(self, results: list, keep: list) -> tuple[list, list]:
         futures = self.client.compute([*results, *keep])
-        done = self.client.gather(futures[: len(results)])
-        return done, futures[len(results) :]
+        return futures[: len(results)], futures[len(results) :]
+
+    def gather(self, handle: list) -> list:
+        return self.client.gather(handle)
 
     def source(self, handle: Any) -> Any:
         return handle  # a future: the data stays on the worker that has it

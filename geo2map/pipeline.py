@@ -13,6 +13,7 @@ two groups are computed once and carried to the next group.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -262,11 +263,14 @@ def block_groups(blocks_todo: list[Block], plan: ScenePlan, group_size: int) -> 
 def iter_blocks(
     plan: ScenePlan, runner, todo: list[Block], stats: dict | None = None
 ) -> Iterator[tuple[Block, np.ndarray]]:
-    """Compute the ``todo`` blocks group by group (one ``compute`` per group), in raster order.
+    """Compute the ``todo`` blocks group by group, yielding them in raster order.
 
     Each batch of chips is computed once: a batch that a later group needs too is carried
-    (as data locally, as a future on a cluster) and dropped after its last use. Memory holds
-    one group of blocks plus the carried batches along the group's lower and right edges.
+    (as data locally, as a future on a cluster) and dropped after its last use. A runner
+    that computes asynchronously (a cluster) gets ``runner.lookahead`` groups submitted
+    ahead of the one being gathered, so its workers never wait at a group boundary while
+    this process writes. Memory holds the groups in flight plus the carried batches along
+    their lower and right edges.
     """
     groups = block_groups(todo, plan, group_size=max(4, 2 * runner.workers))
     needs = [[plan.batches_for(b) for b in group] for group in groups]
@@ -275,23 +279,35 @@ def iter_blocks(
     task_batch = dask.delayed(run_batch, pure=False)
     task_blend = dask.delayed(blend_block, pure=False)
     task_count = dask.delayed(_chip_counts, pure=False)
-    for g, group in enumerate(groups):
+
+    def submit(g: int) -> object:
+        nonlocal carry
         fresh = sorted({b for bs in needs[g] for b in bs} - carry.keys())
         lazy = {b: task_batch(plan, b) for b in fresh}
         sources = {**{b: runner.source(h) for b, h in carry.items()}, **lazy}
         block_tasks = [
             task_blend(plan, blk, *[sources[b] for b in bs])
-            for blk, bs in zip(group, needs[g], strict=True)
+            for blk, bs in zip(groups[g], needs[g], strict=True)
         ]
         keep = [b for b in fresh if last_use[b] > g]
         counts = [task_count(lazy[b]) for b in fresh]
-        results, kept = runner.compute([*block_tasks, *counts], [lazy[b] for b in keep])
+        handle, kept = runner.submit([*block_tasks, *counts], [lazy[b] for b in keep])
+        # a batch used for the last time by group g stays alive inside g's graph until done
+        carry = {b: h for b, h in carry.items() if last_use[b] > g}
+        carry.update(zip(keep, kept, strict=True))
+        return handle
+
+    in_flight: deque[object] = deque()
+    submitted = 0
+    for g, group in enumerate(groups):
+        while submitted < len(groups) and submitted <= g + runner.lookahead:
+            in_flight.append(submit(submitted))
+            submitted += 1
+        results = runner.gather(in_flight.popleft())
         if stats is not None:
             counted = results[len(group) :]
             stats["chips_computed"] = stats.get("chips_computed", 0) + sum(c for c, _ in counted)
             stats["chips_skipped"] = stats.get("chips_skipped", 0) + sum(k for _, k in counted)
-        carry = {b: h for b, h in carry.items() if last_use[b] > g}
-        carry.update(zip(keep, kept, strict=True))
         yield from zip(group, results[: len(group)], strict=True)
 
 
