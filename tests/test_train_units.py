@@ -207,3 +207,25 @@ def test_smp_unet_palette_head_renders_palette_colours() -> None:
     assert out["mask_logits"].shape == (1, 5, 64, 64)
     colours = (out["render"][0].permute(1, 2, 0).reshape(-1, 3) * 255).round().int()
     assert {tuple(c) for c in colours.tolist()} <= {tuple(c) for c in PALETTE_RGB.tolist()}
+
+
+def test_render_from_mask_follows_the_predicted_class() -> None:
+    from geo2map.models.unet import UNetTranslator
+
+    m = UNetTranslator(
+        base=4,
+        depth=2,
+        render_mode="palette",
+        palette=PALETTE_RGB.tolist(),
+        palette_class=PALETTE_CLASS.tolist(),
+    ).eval()
+    with torch.no_grad():
+        m.render_head.weight.zero_()
+        m.render_head.bias.zero_()
+        m.mask_head.weight.zero_()
+        m.mask_head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 20.0, 0.0]))  # "water" everywhere
+        out = m(torch.rand(1, 3, 32, 32))
+    water = PALETTE_RGB[list(PALETTE_CLASS).index(3)]
+    render = (out["render"][0].permute(1, 2, 0) * 255).round().int().numpy()
+    assert (render == water).all()
+    assert (out["mask_logits"].argmax(1) == 3).all()

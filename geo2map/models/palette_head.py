@@ -16,6 +16,19 @@ def palette_tensor(palette: list[list[int]] | None) -> torch.Tensor:
     return torch.tensor(palette, dtype=torch.float32) / 255.0
 
 
+def add_class_logits(
+    palette_logits: torch.Tensor, mask_logits: torch.Tensor, palette_class: list[int] | None
+) -> torch.Tensor:
+    """Render from the predicted class map, refined: each palette colour's logit plus the
+    logit of its land-cover class (``palette_class[k]``). The mask head, which also learns
+    from LandCover.ai, then decides building / vegetation / water / road for the render, and
+    the render head only chooses among the colours of a class (residential or commercial...)."""
+    if palette_class is None:
+        return palette_logits
+    index = torch.tensor(palette_class, device=mask_logits.device)
+    return palette_logits + mask_logits.index_select(1, index).to(palette_logits.dtype)
+
+
 def render_from_logits(
     logits: torch.Tensor, palette: torch.Tensor, module: nn.Module
 ) -> torch.Tensor:

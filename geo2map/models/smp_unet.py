@@ -2,7 +2,8 @@
 
 Encoders are built with ``encoder_weights=None``: nothing is downloaded at run time.
 The render is either RGB (sigmoid) or, with ``render_mode="palette"``, logits over map
-colours (see ``palette_head``), exactly like the geo2map U-Net.
+colours (see ``palette_head``, optionally rendered from the class map with
+``palette_class``), exactly like the geo2map U-Net.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from geo2map.models.palette_head import palette_tensor, render_from_logits
+from geo2map.models.palette_head import add_class_logits, palette_tensor, render_from_logits
 
 
 class SmpUNetTranslator(nn.Module):
@@ -23,11 +24,13 @@ class SmpUNetTranslator(nn.Module):
         decoder_channels: list[int] | None = None,
         render_mode: str = "rgb",
         palette: list[list[int]] | None = None,
+        palette_class: list[int] | None = None,
     ) -> None:
         super().__init__()
         if render_mode not in ("rgb", "palette"):
             raise ValueError(f"unknown render_mode {render_mode!r}: use 'rgb' or 'palette'")
         self.render_mode = render_mode
+        self.palette_class = palette_class
         render_channels = 3
         if render_mode == "palette":
             self.register_buffer("palette", palette_tensor(palette), persistent=True)
@@ -48,5 +51,6 @@ class SmpUNetTranslator(nn.Module):
         logits, mask = out[:, : self.render_channels], out[:, self.render_channels :]
         if self.render_mode == "rgb":
             return {"render": torch.sigmoid(logits), "mask_logits": mask}
+        logits = add_class_logits(logits, mask, self.palette_class)
         render = render_from_logits(logits, self.palette, self)
         return {"render": render, "mask_logits": mask, "render_logits": logits}

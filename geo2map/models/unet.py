@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from geo2map.models.palette_head import palette_tensor, render_from_logits
+from geo2map.models.palette_head import add_class_logits, palette_tensor, render_from_logits
 
 
 def _norm(channels: int, kind: str) -> nn.Module:
@@ -55,7 +55,9 @@ class UNetTranslator(nn.Module):
     - ``"rgb"``: the render head predicts colours directly (sigmoid);
     - ``"palette"``: the render head predicts logits over ``palette`` colours; in training the
       render is their softmax-weighted mix (differentiable), in eval mode the most likely
-      colour: crisp flat map colours instead of L1 grey blur.
+      colour: crisp flat map colours instead of L1 grey blur. With ``palette_class`` (the
+      class of each colour) the mask logits are added to their colours' logits: the map is
+      rendered from the predicted class map, refined by the render head.
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class UNetTranslator(nn.Module):
         norm: str = "batch",
         render_mode: str = "rgb",
         palette: list[list[int]] | None = None,
+        palette_class: list[int] | None = None,
     ) -> None:
         super().__init__()
         widths = [base * 2**i for i in range(depth + 1)]
@@ -76,6 +79,7 @@ class UNetTranslator(nn.Module):
             Up(widths[i + 1], widths[i], widths[i], norm) for i in reversed(range(depth))
         )
         self.render_mode = render_mode
+        self.palette_class = palette_class
         if render_mode == "rgb":
             self.render_head = nn.Conv2d(widths[0], 3, 1)
         elif render_mode == "palette":
@@ -101,8 +105,10 @@ class UNetTranslator(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.features(x)
         out = self.render_head(feats)
+        mask = self.mask_head(feats)
         if self.render_mode == "rgb":
             render = torch.sigmoid(out)
         else:
+            out = add_class_logits(out, mask, self.palette_class)
             render = render_from_logits(out, self.palette, self)
-        return {"render": render, "mask_logits": self.mask_head(feats), "render_logits": out}
+        return {"render": render, "mask_logits": mask, "render_logits": out}

@@ -35,7 +35,7 @@ from geo2map.train.data import (
 )
 from geo2map.train.evaluate import save_grid, score_chips, score_pairs
 from geo2map.train.losses import dice_loss, gan_loss, masked_ce
-from geo2map.train.palette import OSM_PALETTE, PALETTE_RGB
+from geo2map.train.palette import OSM_PALETTE, PALETTE_CLASS, PALETTE_RGB
 
 MOSCOW_LICENCE = (
     "Moscow pairs: screenshots of Bing aerial imagery and OpenStreetMap standard tiles "
@@ -56,6 +56,8 @@ def model_kwargs(cfg: PipelineConfig) -> dict[str, Any]:
     kw = dict(cfg.model.kwargs)
     if kw.get("render_mode") == "palette" and "palette" not in kw:
         kw["palette"] = PALETTE_RGB.tolist()
+    if kw.pop("render_from_mask", False):  # YAML shorthand for the palette's class table
+        kw["palette_class"] = PALETTE_CLASS.tolist()
     return kw
 
 
