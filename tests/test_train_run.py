@@ -25,14 +25,17 @@ TINY = [
     "train.grid_samples=1",
     "train.checkpoint_every=1",
     "train.val_every=100",
-    "model.kwargs.base=4",
-    "model.kwargs.depth=2",
 ]
+# the default pipeline's smp U-Net with a tiny decoder; the others' U-Net / ResNet generators
+TINY_DEFAULT = [*TINY, "model.kwargs.decoder_channels=[16, 8, 8, 8, 8]"]
+TINY_UNET = [*TINY, "model.kwargs.base=4", "model.kwargs.depth=2"]
 
 
 def _run(out: Path, steps: int, *extra: str) -> Path:
     pipeline = ROOT / "pipelines" / "train-default.yaml"
-    return run(pipeline, [*TINY, f"out_dir={out}", f"train.steps={steps}", *extra], progress=False)
+    return run(
+        pipeline, [*TINY_DEFAULT, f"out_dir={out}", f"train.steps={steps}", *extra], progress=False
+    )
 
 
 def test_resume_after_kill_reaches_the_same_state(tmp_path: Path) -> None:
@@ -50,8 +53,8 @@ def test_resume_after_kill_reaches_the_same_state(tmp_path: Path) -> None:
     assert log[0].startswith("step,") and len(log) == 3  # header + step 1 + step 2
 
     # a checkpoint of another architecture is refused, naming it
-    with pytest.raises(Geo2MapError, match=r"architecture 'unet'.*refusing"):
-        _run(tmp_path / "b", 3, "model.kwargs.base=8")
+    with pytest.raises(Geo2MapError, match=r"architecture 'smp-unet'.*refusing"):
+        _run(tmp_path / "b", 3, "model.kwargs.decoder_channels=[32, 8, 8, 8, 8]")
 
     # export -> load_model round trip gives the same outputs
     from geo2map.models.io import load_model
@@ -80,7 +83,7 @@ def test_resume_after_kill_reaches_the_same_state(tmp_path: Path) -> None:
 
 def test_cyclegan_tiny_run(tmp_path: Path) -> None:
     pipeline = ROOT / "pipelines" / "train-cyclegan.yaml"
-    over = [o for o in TINY if not o.startswith("model.kwargs.depth")]
+    over = [*TINY, "model.kwargs.base=4"]
     over += [f"out_dir={tmp_path}", "train.steps=2", "train.pool_size=2", "model.kwargs.n_blocks=1",
              "reverse_model.kwargs.base=4", "reverse_model.kwargs.n_blocks=1",
              "discriminator.kwargs.base=4"]  # fmt: skip
@@ -110,7 +113,7 @@ def test_commands_registered_on_a_typer_app(tmp_path: Path) -> None:
 
 def test_pix2pix_tiny_run_with_patchgan(tmp_path: Path) -> None:
     pipeline = ROOT / "pipelines" / "train-pix2pix.yaml"
-    best = run(pipeline, [*TINY, f"out_dir={tmp_path}", "train.steps=2", "discriminator.kwargs.base=4"],
+    best = run(pipeline, [*TINY_UNET, f"out_dir={tmp_path}", "train.steps=2", "discriminator.kwargs.base=4"],
                progress=False)  # fmt: skip
     assert best.with_suffix(".json").is_file()
     ck = load_file(str(tmp_path / "checkpoints" / "last.safetensors"))
