@@ -11,13 +11,13 @@ told apart from the per-pixel cost. Overhead = best(cluster) / best(threads) - 1
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 from pathlib import Path
 
 import geo2map
 from benchmarks.common import (
     alternate,
+    arguments,
     default_model,
     frozen_model,
     machine,
@@ -44,13 +44,7 @@ def cluster_start_stop() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=4, help="scene side = 1024 * repeats")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument(
-        "--model", default=None, help="default: shipped model, else runs/default/best"
-    )
-    parser.add_argument("--json", default=None, help="also write the result here")
+    parser = arguments(__doc__, repeats=4, rounds=True, model=True)
     args = parser.parse_args()
     start_machine = machine()
     model_src, model_note = (args.model, "--model") if args.model else default_model()

@@ -6,6 +6,7 @@ large real scene: a VRT repeating the real 1024 x 1024 0.6 m aerial COG (``aeria
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import datetime
 import json
@@ -25,6 +26,25 @@ from geo2map.models.io import DEFAULT_MODEL, model_paths
 from geo2map.mosaic import repeated_vrt
 
 TRAINED_CHECKPOINT = PROJECT_ROOT / "runs" / "default" / "best"
+
+
+def arguments(
+    doc: str, repeats: int | None = None, rounds: bool = False, model: bool = True
+) -> argparse.ArgumentParser:
+    """The options every benchmark script shares (scene size, rounds, model, --json)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if repeats is not None:
+        parser.add_argument(
+            "--repeats", type=int, default=repeats, help="scene side = 1024 * repeats"
+        )
+    if rounds:
+        parser.add_argument("--rounds", type=int, default=2)
+    if model:
+        parser.add_argument(
+            "--model", default=None, help="default: shipped model, else runs/default/best"
+        )
+    parser.add_argument("--json", default=None, help="also write the result here")
+    return parser
 
 
 def default_model() -> tuple[Path, str]:

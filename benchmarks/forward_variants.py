@@ -10,13 +10,13 @@ own), after one untimed warm-up batch. Variants are interleaved over two rounds;
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.common import (
+    arguments,
     child_result,
     default_model,
     frozen_model,
@@ -95,13 +95,8 @@ def child(scene_path: str, model: str, variant: str, n_chips: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__, repeats=None, rounds=True, model=True)
     parser.add_argument("--chips", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument(
-        "--model", default=None, help="default: shipped model, else runs/default/best"
-    )
-    parser.add_argument("--json", default=None, help="also write the result here")
     parser.add_argument("--child", nargs=4)
     args = parser.parse_args()
     if args.child:

@@ -12,13 +12,13 @@ The 16k run translates 268 MP: on 2 free cores it takes several minutes (see the
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.common import (
+    arguments,
     child_result,
     default_model,
     frozen_model,
@@ -63,12 +63,8 @@ def child(repeats: int, model: str, folder: str, micro_batch: int = 0) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__, repeats=None, rounds=False, model=True)
     parser.add_argument("--sizes", type=int, nargs="+", default=[4, 16], help="repeats N")
-    parser.add_argument(
-        "--model", default=None, help="default: shipped model, else runs/default/best"
-    )
-    parser.add_argument("--json", default=None, help="also write the result here")
     parser.add_argument(
         "--micro-batch", type=int, default=0, help="experiment: forward N chips at a time"
     )

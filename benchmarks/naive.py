@@ -14,7 +14,6 @@ quicklook). The two are interleaved ``--rounds`` times; the best of each is kept
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 from pathlib import Path
@@ -25,7 +24,15 @@ import torch
 from rasterio.windows import Window
 
 import geo2map
-from benchmarks.common import alternate, default_model, frozen_model, machine, report, scene
+from benchmarks.common import (
+    alternate,
+    arguments,
+    default_model,
+    frozen_model,
+    machine,
+    report,
+    scene,
+)
 from geo2map.models.io import load_model
 from geo2map.pipeline import TranslateOptions, plan_scene
 from geo2map.translator import cached_translator, pick_device, pick_precision
@@ -67,13 +74,7 @@ def end_to_end(scene_path: Path, out: Path, options: TranslateOptions) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="scene side = 1024 * repeats")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument(
-        "--model", default=None, help="default: shipped model, else runs/default/best"
-    )
-    parser.add_argument("--json", default=None, help="also write the result here")
+    parser = arguments(__doc__, repeats=3, rounds=True, model=True)
     args = parser.parse_args()
     start_machine = machine()
     model_src, model_note = (args.model, "--model") if args.model else default_model()

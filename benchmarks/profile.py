@@ -18,7 +18,6 @@ thread; torch gets both cores), top functions by own time, and the .prof file.
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import functools
 import io
@@ -38,7 +37,7 @@ import geo2map.parts
 import geo2map.pipeline
 import geo2map.translator
 import geo2map.writer
-from benchmarks.common import default_model, frozen_model, machine, report, scene
+from benchmarks.common import arguments, default_model, frozen_model, machine, report, scene
 
 STATS: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
 MARKS: dict[str, float] = {}
@@ -152,14 +151,9 @@ def cprofile_run(scene_path: Path, out: Path, model: str, prof_out: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="scene side = 1024 * repeats")
-    parser.add_argument(
-        "--model", default=None, help="default: shipped model, else runs/default/best"
-    )
+    parser = arguments(__doc__, repeats=3, rounds=False, model=True)
     parser.add_argument("--model-gsd", type=float, default=None, help="rewrite the card's GSD")
     parser.add_argument("--cprofile", default=None, help="also run cProfile (sync), save here")
-    parser.add_argument("--json", default=None, help="also write the result here")
     args = parser.parse_args()
     start_machine = machine()
     model_src, model_note = (args.model, "--model") if args.model else default_model()

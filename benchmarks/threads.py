@@ -12,13 +12,13 @@ cores); "dask 2 x torch 2" (oversubscribed) patches ``torch_threads_per_task``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.common import (
+    arguments,
     child_result,
     default_model,
     frozen_model,
@@ -56,14 +56,8 @@ def child(scene_path: str, model: str, out: str, workers: int, threads: int, bat
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=4, help="scene side = 1024 * repeats")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument(
-        "--model", default=None, help="default: shipped model, else runs/default/best"
-    )
+    parser = arguments(__doc__, repeats=4, rounds=True, model=True)
     parser.add_argument("--only", nargs="*", help="configuration names (substrings) to run")
-    parser.add_argument("--json", default=None, help="also write the result here")
     parser.add_argument("--child", nargs=6)
     args = parser.parse_args()
     if args.child:

@@ -14,7 +14,6 @@ interleaved, ``--rounds`` times each, and the best of each is kept.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import threading
@@ -25,7 +24,15 @@ import rasterio
 import torch
 
 import geo2map
-from benchmarks.common import alternate, default_model, frozen_model, machine, report, scene
+from benchmarks.common import (
+    alternate,
+    arguments,
+    default_model,
+    frozen_model,
+    machine,
+    report,
+    scene,
+)
 from geo2map.models.io import load_model
 from geo2map.pipeline import TranslateOptions, plan_scene
 from geo2map.raster import read_model_window
@@ -69,16 +76,10 @@ def end_to_end(scene_path: Path, out: Path, options: TranslateOptions) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=4, help="scene side = 1024 * repeats")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument(
-        "--model", default=None, help="default: shipped model, else runs/default/best"
-    )
+    parser = arguments(__doc__, repeats=4, rounds=True, model=True)
     parser.add_argument("--chip-size", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--json", default=None, help="also write the result here")
     args = parser.parse_args()
     start_machine = machine()
     model_src, model_note = (args.model, "--model") if args.model else default_model()

@@ -22,7 +22,6 @@ not), and each child reports its own peak RSS (ru_maxrss). Runs alternate; best 
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from benchmarks.common import (
     PROJECT_ROOT,
+    arguments,
     child_result,
     machine,
     report,
@@ -108,11 +108,8 @@ def geo2map_child(scene_path: str, model: str, out: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=4, help="scene side = 1024 * repeats")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser = arguments(__doc__, repeats=4, rounds=True, model=False)
     parser.add_argument("--bench-python", default=str(BENCH_PYTHON))
-    parser.add_argument("--json", default=None, help="also write the result here")
     parser.add_argument("--child-geo2map", nargs=3, metavar=("SCENE", "MODEL", "OUT"))
     args = parser.parse_args()
     if args.child_geo2map:
