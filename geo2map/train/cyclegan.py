@@ -9,15 +9,12 @@ If LandCover.ai is configured, ``G``'s mask head is trained on it (it has no unp
 
 from __future__ import annotations
 
-import csv
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from geo2map.models.card import Architecture
 from geo2map.models.io import save_model
@@ -27,6 +24,7 @@ from geo2map.train.config import PipelineConfig
 from geo2map.train.data import augment, collate
 from geo2map.train.loop import Datasets, lr_factor, make_card, model_kwargs, validate_and_keep_best
 from geo2map.train.losses import dice_loss, gan_loss, masked_ce
+from geo2map.train.runlog import RunLog
 
 
 class ImagePool:
@@ -112,19 +110,11 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
         pools["sat"].load(extra.get("pool_sat"))
         print(f"resuming {out} at step {start}")
     out.mkdir(parents=True, exist_ok=True)
-    fields = ["step", "time_s", "lr", "loss_g", "gan_g", "cycle", "identity", "mask", "loss_d",
-              "val_rmse", "val_acc5", "val_acc10", "val_ssim", "val_osm_miou", "val_lc_miou", "val_score"]  # fmt: skip
-    log_path = out / "log.csv"
-    if start == 0 or not log_path.exists():
-        with log_path.open("w", newline="") as f:
-            csv.writer(f).writerow(fields)
-    t0 = time.time() - elapsed0
+    log = RunLog(cfg, out, ["loss_g", "gan_g", "cycle", "identity", "mask", "loss_d"], start,
+                 elapsed0, progress, postfix=("loss_g", "loss_d"))  # fmt: skip
     amp = {"device_type": "cpu", "dtype": torch.bfloat16, "enabled": cfg.train.bf16}
     n = max(1, cfg.data.moscow_batch)
-    bar = tqdm(range(start, cfg.train.steps), initial=start, total=cfg.train.steps,
-               disable=not progress, desc=cfg.name, unit="step")  # fmt: skip
-    acc: dict[str, list[float]] = {}
-    for step in bar:
+    for step in log.steps():
         for m in modules.values():
             m.train()
         factor = lr_factor(cfg, step)
@@ -187,32 +177,25 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
         optims["D"].zero_grad(set_to_none=True)
         loss_d.backward()
         optims["D"].step()
-        acc.setdefault("loss_g", []).append(float(loss_g.detach()))
-        acc.setdefault("loss_d", []).append(float(loss_d.detach()))
-        for k, v in parts.items():
-            acc.setdefault(k, []).append(float(v.detach()))
+        log.add({"loss_g": loss_g, "loss_d": loss_d, **parts})
         done = step + 1
-        row: dict[str, Any] = {}
-        if done % cfg.train.log_every == 0 or done == cfg.train.steps:
-            row = {k: f"{np.mean(v):.4f}" for k, v in acc.items()}
-            acc = {}
-            bar.set_postfix(loss_g=row["loss_g"], loss_d=row["loss_d"])
-        if done % cfg.train.val_every == 0 or done == cfg.train.steps:
+
+        def validate(row: dict[str, Any], done: int = done) -> None:
+            nonlocal best
             best = validate_and_keep_best(
-                cfg, G, kw_g, data, out, done, time.time() - t0, best, row, fields
+                cfg, G, kw_g, data, out, done, log.elapsed(), best, row, log.fields
             )
-        if row:
-            row.update(step=done, time_s=f"{time.time() - t0:.1f}", lr=f"{o.lr * factor:.2e}")
-            with log_path.open("a", newline="") as f:
-                csv.DictWriter(f, fields, extrasaction="ignore").writerow(row)
-        if done % cfg.train.checkpoint_every == 0 or done == cfg.train.steps:
+
+        def checkpoint(done: int = done) -> None:
             extra = {f"pool_{k}": p.state() for k, p in pools.items() if p.state() is not None}
             save_checkpoint(ckdir, modules, optims, extra, {
-                "step": done, "best": best, "elapsed_s": time.time() - t0,
+                "step": done, "best": best, "elapsed_s": log.elapsed(),
                 "architectures": archs, "config": cfg.model_dump(mode="json"),
             })  # fmt: skip
+
+        log.end_step(done, o.lr * factor, validate, checkpoint)
     card = make_card(
-        cfg, kw_g, data, {"step": cfg.train.steps, "elapsed_s": round(time.time() - t0, 1)}
+        cfg, kw_g, data, {"step": cfg.train.steps, "elapsed_s": round(log.elapsed(), 1)}
     )
     save_model(G, card, out / "last")
     return out / "best"

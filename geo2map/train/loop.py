@@ -8,9 +8,7 @@ on the masks derived from the OSM colours.
 
 from __future__ import annotations
 
-import csv
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ from geo2map.train.data import (
 from geo2map.train.evaluate import save_grid, score_chips, score_pairs
 from geo2map.train.losses import dice_loss, gan_loss, masked_ce
 from geo2map.train.palette import OSM_PALETTE, PALETTE_CLASS, PALETTE_RGB
+from geo2map.train.runlog import RunLog
 
 MOSCOW_LICENCE = (
     "Moscow pairs: screenshots of Bing aerial imagery and OpenStreetMap standard tiles "
@@ -189,40 +188,10 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
         start, best, elapsed0 = meta["step"], meta["best"], meta.get("elapsed_s", 0.0)
         print(f"resuming {out} at step {start}")
     out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "log.csv"
-    fields = [
-        "step",
-        "time_s",
-        "lr",
-        "loss",
-        "render_ce",
-        "render_l1",
-        "gan_g",
-        "gan_d",
-        "mask",
-        "val_rmse",
-        "val_acc5",
-        "val_acc10",
-        "val_ssim",
-        "val_osm_miou",
-        "val_lc_miou",
-        "val_score",
-    ]
-    if not log_path.exists() or start == 0:
-        with log_path.open("w", newline="") as f:
-            csv.writer(f).writerow(fields)
-    t0 = time.time() - elapsed0
+    log = RunLog(cfg, out, ["loss", "render_ce", "render_l1", "gan_g", "gan_d", "mask"], start,
+                 elapsed0, progress, postfix=("loss",))  # fmt: skip
     L = cfg.loss
-    bar = tqdm(
-        range(start, cfg.train.steps),
-        initial=start,
-        total=cfg.train.steps,
-        disable=not progress,
-        desc=cfg.name,
-        unit="step",
-    )
-    acc: dict[str, list[float]] = {}
-    for step in bar:
+    for step in log.steps():
         G.train()
         factor = lr_factor(cfg, step)
         for g in optims["G"].param_groups:
@@ -262,40 +231,25 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
             loss_d.backward()
             optims["D"].step()
             parts["gan_d"] = loss_d.detach()
-        acc.setdefault("loss", []).append(float(loss.detach()))
-        for k, v in parts.items():
-            acc.setdefault(k, []).append(float(v.detach()))
+        log.add({"loss": loss, **parts})
         done = step + 1
-        row: dict[str, Any] = {}
-        if done % cfg.train.log_every == 0 or done == cfg.train.steps:
-            row = {k: f"{np.mean(v):.4f}" for k, v in acc.items()}
-            acc = {}
-            bar.set_postfix(loss=row["loss"])
-        if done % cfg.train.val_every == 0 or done == cfg.train.steps:
+
+        def validate(row: dict[str, Any], done: int = done) -> None:
+            nonlocal best
             best = validate_and_keep_best(
-                cfg, G, kwargs, data, out, done, time.time() - t0, best, row, fields
+                cfg, G, kwargs, data, out, done, log.elapsed(), best, row, log.fields
             )
-        if row:
-            row.update(step=done, time_s=f"{time.time() - t0:.1f}", lr=f"{o.lr * factor:.2e}")
-            with log_path.open("a", newline="") as f:
-                csv.DictWriter(f, fields, extrasaction="ignore").writerow(row)
-        if done % cfg.train.checkpoint_every == 0 or done == cfg.train.steps:
-            save_checkpoint(
-                ckdir,
-                modules,
-                optims,
-                {},
-                {
-                    "step": done,
-                    "best": best,
-                    "elapsed_s": time.time() - t0,
-                    "architectures": archs,
-                    "config": cfg.model_dump(mode="json"),
-                },
-            )
+
+        def checkpoint(done: int = done) -> None:
+            save_checkpoint(ckdir, modules, optims, {}, {
+                "step": done, "best": best, "elapsed_s": log.elapsed(),
+                "architectures": archs, "config": cfg.model_dump(mode="json"),
+            })  # fmt: skip
+
+        log.end_step(done, o.lr * factor, validate, checkpoint)
     # the final weights too: "best" is chosen on validation, "last" is what the schedule ends at
     card = make_card(
-        cfg, kwargs, data, {"step": cfg.train.steps, "elapsed_s": round(time.time() - t0, 1)}
+        cfg, kwargs, data, {"step": cfg.train.steps, "elapsed_s": round(log.elapsed(), 1)}
     )
     save_model(G, card, out / "last")
     return out / "best"
