@@ -275,10 +275,17 @@ def iter_blocks(
     groups = block_groups(todo, plan, group_size=max(4, 2 * runner.workers))
     needs = [[plan.batches_for(b) for b in group] for group in groups]
     last_use = {b: g for g, group_needs in enumerate(needs) for bs in group_needs for b in bs}
+    chip_last_use = {
+        chip.index: g
+        for g, group in enumerate(groups)
+        for blk in group
+        for chip in plan.chips.chips_touching(*plan.model_region(blk))
+    }
     carry: dict[int, object] = {}
     task_batch = dask.delayed(run_batch, pure=False)
     task_blend = dask.delayed(blend_block, pure=False)
     task_count = dask.delayed(_chip_counts, pure=False)
+    task_subset = dask.delayed(_only_chips, pure=False)
 
     def submit(g: int) -> object:
         nonlocal carry
@@ -290,8 +297,15 @@ def iter_blocks(
             for blk, bs in zip(groups[g], needs[g], strict=True)
         ]
         keep = [b for b in fresh if last_use[b] > g]
+        # carry only the chips a later group touches: memory then grows with one chip row
+        # across the scene, not with whole batches
+        carried = [
+            task_subset(lazy[b], [c.index for c in plan.chips.batch(b)
+                                  if chip_last_use.get(c.index, -1) > g])
+            for b in keep
+        ]  # fmt: skip
         counts = [task_count(lazy[b]) for b in fresh]
-        handle, kept = runner.submit([*block_tasks, *counts], [lazy[b] for b in keep])
+        handle, kept = runner.submit([*block_tasks, *counts], carried)
         # a batch used for the last time by group g stays alive inside g's graph until done
         carry = {b: h for b, h in carry.items() if last_use[b] > g}
         carry.update(zip(keep, kept, strict=True))
@@ -309,6 +323,10 @@ def iter_blocks(
             stats["chips_computed"] = stats.get("chips_computed", 0) + sum(c for c, _ in counted)
             stats["chips_skipped"] = stats.get("chips_skipped", 0) + sum(k for _, k in counted)
         yield from zip(group, results[: len(group)], strict=True)
+
+
+def _only_chips(result: BatchResult, indices: list[int]) -> BatchResult:
+    return BatchResult({i: result.outputs[i] for i in indices})
 
 
 def _chip_counts(result: BatchResult) -> tuple[int, int]:
