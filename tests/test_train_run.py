@@ -64,6 +64,7 @@ def test_resume_after_kill_reaches_the_same_state(tmp_path: Path) -> None:
     m1, card1 = load_model(best)
     m2, card2 = load_model(tmp_path / "exported" / "m")
     assert card1 == card2 and "moscow" in card2.training["validation_split"]
+    assert card2.input.multiple == 32  # the smp U-Net downsamples 32x: chips must divide by it
     x = torch.rand(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(m1(x)["render"], m2(x)["render"])

@@ -46,6 +46,8 @@ def export(
     from geo2map.train.evaluate import evaluate, hardware
 
     model, card = load_model(src)
+    # cards written before make_card knew the architecture's factor said 16 for any model
+    card.input.multiple = getattr(model, "multiple", card.input.multiple)
     if pairs_dir is not None or masks_dir is not None:
         result = evaluate(src, pairs_dir, masks_dir)
         card.metrics = {

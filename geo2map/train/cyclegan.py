@@ -195,7 +195,11 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
 
         log.end_step(done, o.lr * factor, validate, checkpoint)
     card = make_card(
-        cfg, kw_g, data, {"step": cfg.train.steps, "elapsed_s": round(log.elapsed(), 1)}
+        cfg,
+        kw_g,
+        data,
+        {"step": cfg.train.steps, "elapsed_s": round(log.elapsed(), 1)},
+        G.multiple,
     )
     save_model(G, card, out / "last")
     return out / "best"

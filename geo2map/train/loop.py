@@ -127,14 +127,21 @@ class Datasets:
 
 
 def make_card(
-    cfg: PipelineConfig, kwargs: dict[str, Any], data: Datasets, extra: dict[str, Any]
+    cfg: PipelineConfig,
+    kwargs: dict[str, Any],
+    data: Datasets,
+    extra: dict[str, Any],
+    multiple: int = 16,
 ) -> ModelCard:
+    """The card of generator weights; ``multiple``: what chip sides must divide by."""
     licences = [MOSCOW_LICENCE] + ([LANDCOVER_LICENCE] if data.lc_val is not None else [])
     return ModelCard(
         name=cfg.name,
         description=cfg.description,
         architecture=Architecture(name=cfg.model.name, kwargs=kwargs),
-        input=InputSpec(gsd_m=cfg.model.gsd_m, mean=cfg.model.mean, std=cfg.model.std, multiple=16),
+        input=InputSpec(
+            gsd_m=cfg.model.gsd_m, mean=cfg.model.mean, std=cfg.model.std, multiple=multiple
+        ),
         licence="; ".join(licences) + ". Non-commercial use only where LandCover.ai is included.",
         training={
             "pipeline": cfg.model_dump(mode="json"),
@@ -249,7 +256,11 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
         log.end_step(done, o.lr * factor, validate, checkpoint)
     # the final weights too: "best" is chosen on validation, "last" is what the schedule ends at
     card = make_card(
-        cfg, kwargs, data, {"step": cfg.train.steps, "elapsed_s": round(log.elapsed(), 1)}
+        cfg,
+        kwargs,
+        data,
+        {"step": cfg.train.steps, "elapsed_s": round(log.elapsed(), 1)},
+        G.multiple,
     )
     save_model(G, card, out / "last")
     return out / "best"
@@ -303,7 +314,8 @@ def validate_and_keep_best(
     row.update({f"val_{k}": f"{v:.4f}" for k, v in val.items() if f"val_{k}" in fields})
     if val["score"] > best:
         best = val["score"]
-        card = make_card(cfg, kwargs, data, {"step": done, "elapsed_s": round(elapsed_s, 1)})
+        extra = {"step": done, "elapsed_s": round(elapsed_s, 1)}
+        card = make_card(cfg, kwargs, data, extra, G.multiple)
         card.metrics = {"validation": val}
         save_model(G, card, out / "best")
     tqdm.write(f"step {done}: " + ", ".join(f"{k} {v:.4f}" for k, v in val.items()))
