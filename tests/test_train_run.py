@@ -77,6 +77,18 @@ def test_resume_after_kill_reaches_the_same_state(tmp_path: Path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(m1(x)["mask_logits"], m3(x)["mask_logits"], atol=2e-2, rtol=1e-2)
 
+    # the palette decode is a card setting; the shipped files are scored exactly as written
+    from geo2map.catalog import resolve
+
+    pairs = resolve("osm-moscow-pairs", verify=False)
+    export(best, tmp_path / "exported" / "nm", pairs_dir=pairs, half=True,
+           palette_decode="nearest-mean")  # fmt: skip
+    m4, card4 = load_model(tmp_path / "exported" / "nm")
+    assert m4.palette_decode == "nearest-mean"
+    assert card4.architecture.kwargs["palette_decode"] == "nearest-mean"
+    assert card4.metrics["validation_split"]["pairs"]["count"] == 2
+    assert not list((tmp_path / "exported").glob(".*partial*"))
+
     # a class-weight list that does not fit the 5 mask classes is refused, naming the key
     with pytest.raises(Geo2MapError, match=r"mask_class_weights has 2 values"):
         _run(tmp_path / "c", 1, "loss.mask_class_weights=[1, 2]")
@@ -121,3 +133,6 @@ def test_pix2pix_tiny_run_with_patchgan(tmp_path: Path) -> None:
     assert any(k.startswith("D/") for k in ck) and any(k.startswith("optim:D/") for k in ck)
     header, row = (tmp_path / "log.csv").read_text().splitlines()[:2]
     assert "gan_d" in header and row.split(",")[header.split(",").index("gan_d")] != ""
+    with pytest.raises(Geo2MapError, match="no palette render head"):
+        export(best, tmp_path / "x", palette_decode="nearest-mean")
+    assert not (tmp_path / "x.safetensors").exists()

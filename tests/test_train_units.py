@@ -229,3 +229,29 @@ def test_render_from_mask_follows_the_predicted_class() -> None:
     render = (out["render"][0].permute(1, 2, 0) * 255).round().int().numpy()
     assert (render == water).all()
     assert (out["mask_logits"].argmax(1) == 3).all()
+
+
+def test_nearest_mean_decode_draws_the_palette_colour_nearest_the_expected_colour() -> None:
+    from geo2map.models.palette_head import render_from_logits
+
+    palette = torch.tensor(PALETTE_RGB, dtype=torch.float32) / 255
+    white, building = 11, 6
+    logits = torch.full((1, len(PALETTE_RGB), 1, 2), -20.0)
+    logits[0, white, 0, :] = 0.0
+    logits[0, building, 0, 0] = 0.0  # pixel 0: 50/50 white street or building
+    logits[0, building, 0, 1] = -1.0  # pixel 1: mostly white street
+    module = torch.nn.Identity().eval()
+    argmax = render_from_logits(logits, palette, module, "argmax")
+    nearest = render_from_logits(logits, palette, module, "nearest-mean")
+    probs = torch.softmax(logits, 1)[0, :, 0].T.numpy()  # (2 pixels, K)
+    expected = probs @ PALETTE_RGB.astype(float)
+    for px in range(2):
+        d = ((PALETTE_RGB.astype(float) - expected[px]) ** 2).sum(1)
+        colour = (nearest[0, :, 0, px] * 255).round().int().tolist()
+        assert colour == PALETTE_RGB[d.argmin()].tolist()
+    # the hesitant pixel gets a colour between the two, not white (argmax's tie-break)
+    assert (nearest[0, :, 0, 0] * 255).round().int().tolist() not in (
+        PALETTE_RGB[white].tolist(),
+        PALETTE_RGB[building].tolist(),
+    )
+    assert (argmax[0, :, 0, 1] * 255).round().int().tolist() == PALETTE_RGB[white].tolist()

@@ -29,11 +29,28 @@ def add_class_logits(
     return palette_logits + mask_logits.index_select(1, index).to(palette_logits.dtype)
 
 
+DECODES = ("argmax", "nearest-mean")
+
+
 def render_from_logits(
-    logits: torch.Tensor, palette: torch.Tensor, module: nn.Module
+    logits: torch.Tensor, palette: torch.Tensor, module: nn.Module, decode: str = "argmax"
 ) -> torch.Tensor:
-    """(B, K, H, W) palette logits -> (B, 3, H, W) render in [0, 1]."""
+    """(B, K, H, W) palette logits -> (B, 3, H, W) render in [0, 1].
+
+    Training: the softmax-weighted mix (differentiable). Inference, always one palette
+    colour per pixel: ``argmax`` takes the most likely colour; ``nearest-mean`` the palette
+    colour nearest the expected colour, i.e. the flat colour with the least expected squared
+    error: where the model hesitates between a white street and a beige building it draws
+    the light grey between them rather than betting on one.
+    """
     if module.training:
         weights = torch.softmax(logits.float(), dim=1)
         return torch.einsum("bkhw,kc->bchw", weights, palette)
-    return palette[logits.argmax(dim=1)].permute(0, 3, 1, 2)
+    if decode == "argmax":
+        index = logits.argmax(dim=1)
+    elif decode == "nearest-mean":
+        mean = torch.einsum("bkhw,kc->bhwc", torch.softmax(logits.float(), dim=1), palette)
+        index = torch.cdist(mean.reshape(-1, 3), palette).argmin(dim=1).reshape(mean.shape[:3])
+    else:
+        raise ValueError(f"unknown palette decode {decode!r}: use one of {', '.join(DECODES)}")
+    return palette[index].permute(0, 3, 1, 2)

@@ -12,7 +12,12 @@ import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
-from geo2map.models.palette_head import add_class_logits, palette_tensor, render_from_logits
+from geo2map.models.palette_head import (
+    DECODES,
+    add_class_logits,
+    palette_tensor,
+    render_from_logits,
+)
 
 
 class SmpUNetTranslator(nn.Module):
@@ -25,12 +30,16 @@ class SmpUNetTranslator(nn.Module):
         render_mode: str = "rgb",
         palette: list[list[int]] | None = None,
         palette_class: list[int] | None = None,
+        palette_decode: str = "argmax",
     ) -> None:
         super().__init__()
         if render_mode not in ("rgb", "palette"):
             raise ValueError(f"unknown render_mode {render_mode!r}: use 'rgb' or 'palette'")
         self.render_mode = render_mode
         self.palette_class = palette_class
+        if palette_decode not in DECODES:
+            raise ValueError(f"unknown palette_decode {palette_decode!r}: use one of {DECODES}")
+        self.palette_decode = palette_decode
         render_channels = 3
         if render_mode == "palette":
             self.register_buffer("palette", palette_tensor(palette), persistent=True)
@@ -52,5 +61,5 @@ class SmpUNetTranslator(nn.Module):
         if self.render_mode == "rgb":
             return {"render": torch.sigmoid(logits), "mask_logits": mask}
         logits = add_class_logits(logits, mask, self.palette_class)
-        render = render_from_logits(logits, self.palette, self)
+        render = render_from_logits(logits, self.palette, self, self.palette_decode)
         return {"render": render, "mask_logits": mask, "render_logits": logits}

@@ -12,7 +12,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from geo2map.models.palette_head import add_class_logits, palette_tensor, render_from_logits
+from geo2map.models.palette_head import (
+    DECODES,
+    add_class_logits,
+    palette_tensor,
+    render_from_logits,
+)
 
 
 def _norm(channels: int, kind: str) -> nn.Module:
@@ -70,6 +75,7 @@ class UNetTranslator(nn.Module):
         render_mode: str = "rgb",
         palette: list[list[int]] | None = None,
         palette_class: list[int] | None = None,
+        palette_decode: str = "argmax",
     ) -> None:
         super().__init__()
         widths = [base * 2**i for i in range(depth + 1)]
@@ -80,6 +86,9 @@ class UNetTranslator(nn.Module):
         )
         self.render_mode = render_mode
         self.palette_class = palette_class
+        if palette_decode not in DECODES:
+            raise ValueError(f"unknown palette_decode {palette_decode!r}: use one of {DECODES}")
+        self.palette_decode = palette_decode
         if render_mode == "rgb":
             self.render_head = nn.Conv2d(widths[0], 3, 1)
         elif render_mode == "palette":
@@ -110,5 +119,5 @@ class UNetTranslator(nn.Module):
             render = torch.sigmoid(out)
         else:
             out = add_class_logits(out, mask, self.palette_class)
-            render = render_from_logits(out, self.palette, self)
+            render = render_from_logits(out, self.palette, self, self.palette_decode)
         return {"render": render, "mask_logits": mask, "render_logits": out}

@@ -6,6 +6,7 @@ Plain functions for the CLI (geo2map/train/commands.py) and for notebooks:
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from geo2map.train.config import PipelineConfig, load_config
@@ -33,31 +34,54 @@ def export(
     pairs_dir: str | Path | None = None,
     masks_dir: str | Path | None = None,
     half: bool = False,
+    palette_decode: str | None = None,
 ) -> tuple[Path, Path]:
     """Copy a trained model (``runs/x/best``) to ``out`` (.safetensors + .json) after loading it.
 
     ``half`` stores the weights as float16 (the shipped default: half the download, and
-    inference runs in bf16 autocast anyway).
+    inference runs in bf16 autocast anyway). ``palette_decode`` sets how a palette render
+    head picks its colour at inference (``argmax`` or ``nearest-mean``), recorded in the card.
 
     With ``pairs_dir`` / ``masks_dir`` the model is first scored on the validation split its
     card records, and the card's ``metrics`` are replaced by those full-split numbers.
     """
-    from geo2map.models.io import load_model, save_model
+    from geo2map.errors import Geo2MapError
+    from geo2map.models.io import load_model, model_paths, save_model
+    from geo2map.models.palette_head import DECODES
     from geo2map.train.evaluate import evaluate, hardware
 
     model, card = load_model(src)
     # cards written before make_card knew the architecture's factor said 16 for any model
     card.input.multiple = getattr(model, "multiple", card.input.multiple)
-    if pairs_dir is not None or masks_dir is not None:
-        result = evaluate(src, pairs_dir, masks_dir)
-        card.metrics = {
-            "validation_split": {k: v for k, v in result.items() if k != "model"},
-            "protocol": "GcGAN: renders and maps resized to 256x256; RMSE, acc5/acc10, SSIM; "
-            "mask IoU over the LandCover.ai held-out chips (masks) and OSM-derived masks (pairs)",
-            "during_training": card.metrics.get("validation", card.metrics),
-        }
-        card.training.setdefault("hardware", hardware())
-    return save_model(model, card, out, half=half)
+    if palette_decode is not None:
+        if card.architecture.kwargs.get("render_mode") != "palette":
+            raise Geo2MapError(f"{src} has no palette render head: --palette-decode does not apply")
+        if palette_decode not in DECODES:
+            raise Geo2MapError(f"--palette-decode {palette_decode!r}: use one of {DECODES}")
+        card.architecture.kwargs["palette_decode"] = palette_decode
+        model.palette_decode = palette_decode  # a decoding rule, not a weight
+    # write under hidden names, score exactly those files (float16 weights included), rename
+    weights, card_path = model_paths(out)
+    tmp = weights.parent / f".{weights.stem}.partial"
+    tmp_weights, tmp_card = save_model(model, card, tmp, half=half)
+    try:
+        if pairs_dir is not None or masks_dir is not None:
+            result = evaluate(tmp, pairs_dir, masks_dir)
+            card.metrics = {
+                "validation_split": {k: v for k, v in result.items() if k != "model"},
+                "protocol": "GcGAN: renders and maps resized to 256x256; RMSE, acc5/acc10, "
+                "SSIM; mask IoU over the LandCover.ai held-out chips (masks) and OSM-derived "
+                "masks (pairs)",
+                "during_training": card.metrics.get("validation", card.metrics),
+            }
+            card.training.setdefault("hardware", hardware())
+            card.to_json(tmp_card)
+        os.replace(tmp_weights, weights)
+        os.replace(tmp_card, card_path)
+    finally:
+        tmp_weights.unlink(missing_ok=True)
+        tmp_card.unlink(missing_ok=True)
+    return weights, card_path
 
 
 __all__ = ["PipelineConfig", "export", "load_config", "run", "run_config"]

@@ -72,9 +72,13 @@ def register_commands(app: typer.Typer) -> None:
         half: Annotated[
             bool, typer.Option("--half/--float32", help="store weights as float16 (half size)")
         ] = False,
+        palette_decode: Annotated[
+            str | None,
+            typer.Option(help="palette render: argmax or nearest-mean (colour nearest the mean)"),
+        ] = None,
     ) -> None:
         """Check a trained model loads (optionally re-score it), write .safetensors + .json at --out."""
         from geo2map.train import export
 
-        weights, card = export(src, out, pairs, masks, half=half)
+        weights, card = export(src, out, pairs, masks, half=half, palette_decode=palette_decode)
         typer.echo(f"wrote {weights} and {card}")
