@@ -75,3 +75,12 @@ def test_plain_image_points_to_translate_image():
     png = data_root() / "masks" / "landcoverai" / "img" / "0000.png"
     with pytest.raises(Geo2MapError, match="translate-image"):
         inspect_scene(png)
+
+
+def test_gdal_block_cache_is_64_megabytes_during_a_run():
+    from rasterio.env import get_gdal_config
+
+    from geo2map.raster import gdal_env
+
+    with gdal_env():
+        assert get_gdal_config("GDAL_CACHEMAX") == 64 * 2**20  # bytes, not 64 bytes
