@@ -21,7 +21,8 @@ from geo2map.errors import Geo2MapError
 
 
 class LocalRunner:
-    """dask's local schedulers: ``threads`` (default), ``processes`` or ``sync``."""
+    """dask's local schedulers ``processes`` or ``sync`` (``threads`` runs in-process on
+    dask.distributed, see ``open_runner``)."""
 
     dashboard: str | None = None
     lookahead = 0  # dask.compute blocks: nothing can be in flight behind it

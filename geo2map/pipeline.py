@@ -35,7 +35,7 @@ from geo2map.parts import BlockParts, fingerprint
 from geo2map.raster import ModelGrid, gdal_env, read_model_window, read_output_valid
 from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset
 from geo2map.stac import write_collection
-from geo2map.tiling import AxisMap, Block, ChipGrid, blend_chips, blocks, resample_block
+from geo2map.tiling import AxisMap, Block, Chip, ChipGrid, blend_chips, blocks, resample_block
 from geo2map.translator import cached_translator, pick_device, pick_precision
 from geo2map.writer import MASK_NODATA, TILE, OutputPaths, SceneWriter, check_writable
 
@@ -123,9 +123,11 @@ class ScenePlan:
         cols = self.cols.model_range(block.col, block.col + block.width)
         return rows, cols
 
+    def chips_for(self, block: Block) -> list[Chip]:
+        return self.chips.chips_touching(*self.model_region(block))
+
     def batches_for(self, block: Block) -> list[int]:
-        rows, cols = self.model_region(block)
-        return sorted({self.chips.batch_of(ch) for ch in self.chips.chips_touching(rows, cols)})
+        return self.chips.batches_of(self.chips_for(block))
 
 
 def plan_scene(path: str | Path, options: TranslateOptions, card: ModelCard) -> ScenePlan:
@@ -266,20 +268,18 @@ def iter_blocks(
     """Compute the ``todo`` blocks group by group, yielding them in raster order.
 
     Each batch of chips is computed once: a batch that a later group needs too is carried
-    (as data locally, as a future on a cluster) and dropped after its last use. A runner
-    that computes asynchronously (a cluster) gets ``runner.lookahead`` groups submitted
-    ahead of the one being gathered, so its workers never wait at a group boundary while
-    this process writes. Memory holds the groups in flight plus the carried batches along
+    (as data locally, as futures on dask.distributed) and dropped after its last use. A
+    runner that computes asynchronously (dask.distributed, in-process or a cluster) gets
+    ``runner.lookahead`` groups submitted ahead of the one being gathered, so its workers
+    need not wait at a group boundary while this process writes. Memory holds the groups in flight plus the carried batches along
     their lower and right edges.
     """
     groups = block_groups(todo, plan, group_size=max(4, 2 * runner.workers))
-    needs = [[plan.batches_for(b) for b in group] for group in groups]
+    touching = [[plan.chips_for(b) for b in group] for group in groups]  # one scan per block
+    needs = [[plan.chips.batches_of(chips) for chips in group] for group in touching]
     last_use = {b: g for g, group_needs in enumerate(needs) for bs in group_needs for b in bs}
     chip_last_use = {
-        chip.index: g
-        for g, group in enumerate(groups)
-        for blk in group
-        for chip in plan.chips.chips_touching(*plan.model_region(blk))
+        ch.index: g for g, group in enumerate(touching) for chips in group for ch in chips
     }
     carry: dict[int, object] = {}
     task_batch = dask.delayed(run_batch, pure=False)

@@ -83,6 +83,10 @@ class ChipGrid:
     def batch_of(self, chip: Chip) -> int:
         return chip.index // self.batch_size
 
+    def batches_of(self, chips: list[Chip]) -> list[int]:
+        """The batches holding these chips, in order."""
+        return sorted({self.batch_of(ch) for ch in chips})
+
     def chips_touching(self, rows: tuple[int, int], cols: tuple[int, int]) -> list[Chip]:
         """Chips overlapping the model-grid region rows [r0, r1) x cols [c0, c1), grid order."""
         r0, r1 = rows
