@@ -32,6 +32,12 @@ def add_class_logits(
 DECODES = ("argmax", "nearest-mean")
 
 
+def check_decode(decode: str) -> str:
+    if decode not in DECODES:
+        raise ValueError(f"unknown palette decode {decode!r}: use one of {', '.join(DECODES)}")
+    return decode
+
+
 def render_from_logits(
     logits: torch.Tensor, palette: torch.Tensor, module: nn.Module, decode: str = "argmax"
 ) -> torch.Tensor:
@@ -46,11 +52,9 @@ def render_from_logits(
     if module.training:
         weights = torch.softmax(logits.float(), dim=1)
         return torch.einsum("bkhw,kc->bchw", weights, palette)
-    if decode == "argmax":
+    if check_decode(decode) == "argmax":
         index = logits.argmax(dim=1)
-    elif decode == "nearest-mean":
+    else:  # nearest-mean
         mean = torch.einsum("bkhw,kc->bhwc", torch.softmax(logits.float(), dim=1), palette)
         index = torch.cdist(mean.reshape(-1, 3), palette).argmin(dim=1).reshape(mean.shape[:3])
-    else:
-        raise ValueError(f"unknown palette decode {decode!r}: use one of {', '.join(DECODES)}")
     return palette[index].permute(0, 3, 1, 2)

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from geo2map.models.palette_head import (
-    DECODES,
     add_class_logits,
+    check_decode,
     palette_tensor,
     render_from_logits,
 )
@@ -37,9 +37,7 @@ class SmpUNetTranslator(nn.Module):
             raise ValueError(f"unknown render_mode {render_mode!r}: use 'rgb' or 'palette'")
         self.render_mode = render_mode
         self.palette_class = palette_class
-        if palette_decode not in DECODES:
-            raise ValueError(f"unknown palette_decode {palette_decode!r}: use one of {DECODES}")
-        self.palette_decode = palette_decode
+        self.palette_decode = check_decode(palette_decode)
         render_channels = 3
         if render_mode == "palette":
             self.register_buffer("palette", palette_tensor(palette), persistent=True)

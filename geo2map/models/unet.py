@@ -13,8 +13,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from geo2map.models.palette_head import (
-    DECODES,
     add_class_logits,
+    check_decode,
     palette_tensor,
     render_from_logits,
 )
@@ -86,9 +86,7 @@ class UNetTranslator(nn.Module):
         )
         self.render_mode = render_mode
         self.palette_class = palette_class
-        if palette_decode not in DECODES:
-            raise ValueError(f"unknown palette_decode {palette_decode!r}: use one of {DECODES}")
-        self.palette_decode = palette_decode
+        self.palette_decode = check_decode(palette_decode)
         if render_mode == "rgb":
             self.render_head = nn.Conv2d(widths[0], 3, 1)
         elif render_mode == "palette":

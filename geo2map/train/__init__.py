@@ -47,7 +47,7 @@ def export(
     """
     from geo2map.errors import Geo2MapError
     from geo2map.models.io import load_model, model_paths, save_model
-    from geo2map.models.palette_head import DECODES
+    from geo2map.models.palette_head import check_decode
     from geo2map.train.evaluate import evaluate, hardware
 
     model, card = load_model(src)
@@ -56,10 +56,11 @@ def export(
     if palette_decode is not None:
         if card.architecture.kwargs.get("render_mode") != "palette":
             raise Geo2MapError(f"{src} has no palette render head: --palette-decode does not apply")
-        if palette_decode not in DECODES:
-            raise Geo2MapError(f"--palette-decode {palette_decode!r}: use one of {DECODES}")
+        try:
+            model.palette_decode = check_decode(palette_decode)  # a decoding rule, not a weight
+        except ValueError as e:
+            raise Geo2MapError(f"--palette-decode: {e}") from None
         card.architecture.kwargs["palette_decode"] = palette_decode
-        model.palette_decode = palette_decode  # a decoding rule, not a weight
     # write under hidden names, score exactly those files (float16 weights included), rename
     weights, card_path = model_paths(out)
     tmp = weights.parent / f".{weights.stem}.partial"
