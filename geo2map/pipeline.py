@@ -430,19 +430,24 @@ def translate_scene(
             sum(b.height * b.width for b in all_blocks) - sum(b.height * b.width for b in todo)
         )
     stats: dict = {}
-    try:
-        for block, data in iter_blocks(plan, runner, todo, stats):
-            parts.save(block, data)
-            if progress:
-                progress(block.height * block.width)
-    except BaseException:
-        parts.remove_if_empty()  # finished blocks stay for the next run to resume
-        raise
     profile, gcps = output_profile(plan)
+    # blocks go into the GTiffs as they arrive (the main thread is free while tasks run),
+    # and into parts, so a killed run resumes; blocks resumed from parts go in first
     writer = SceneWriter(paths, profile, card, gcps)
     try:
         for block in all_blocks:
-            writer.write(block.row, block.col, parts.load(block))
+            if parts.done(block):
+                writer.write(block.row, block.col, parts.load(block))
+        for block, data in iter_blocks(plan, runner, todo, stats):
+            parts.save(block, data)
+            writer.write(block.row, block.col, data)
+            if progress:
+                progress(block.height * block.width)
+    except BaseException:
+        writer.cleanup()
+        parts.remove_if_empty()  # finished blocks stay for the next run to resume
+        raise
+    try:
         writer.finish()
         summary = SceneSummary(
             scene=plan.scene.path,
@@ -471,6 +476,8 @@ def plan_all(
     """The model card and a plan per input; any bad input or option stops here, before work."""
     if not inputs:
         raise Geo2MapError("no input scenes given")
+    # loads the model as the in-process task threads will (cached): checks weights, device
+    # and precision before any work, and spares the threads a second load
     _, card = load_model(options.model)
     pick_precision(pick_device(options.device), options.precision)
     plans = [plan_scene(p, options, card) for p in inputs]

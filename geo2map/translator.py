@@ -7,6 +7,7 @@ fp32 elsewhere; channels_last memory format; ``torch.inference_mode``.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +117,19 @@ class Translator:
         return render.cpu().numpy(), probs.cpu().numpy()
 
 
+_load_lock = threading.Lock()
+
+
 @functools.lru_cache(maxsize=4)
-def cached_translator(path: str, device: str, precision: str) -> Translator:
-    """One model per process and settings: Dask tasks call this instead of loading per task."""
+def _cached(path: str, device: str, precision: str) -> Translator:
     return Translator.load(path, device, precision)
+
+
+def cached_translator(path: str, device: str, precision: str) -> Translator:
+    """One model per process and settings: Dask tasks call this instead of loading per task.
+    The lock makes concurrent first calls (two task threads) load it once, not twice."""
+    with _load_lock:
+        return _cached(path, device, precision)
+
+
+cached_translator.cache_clear = _cached.cache_clear  # type: ignore[attr-defined]
