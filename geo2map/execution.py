@@ -65,6 +65,13 @@ class DistributedRunner:
         return handle  # a future: the data stays on the worker that has it
 
 
+# dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536. Any fixed threshold turns
+# off glibc's adaptive mmap threshold, so every large tensor of every forward is a fresh
+# mmap + page faults: ~1.7x slower model calls (docs/benchmarks.md, cluster). Unset it for
+# the workers geo2map starts; README says how to do the same for `dask worker`.
+NANNY_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
+
 def torch_threads_per_task(workers: int) -> int:
     """Threads each model call may use so that concurrent tasks do not oversubscribe cores."""
     return max(1, (os.cpu_count() or 1) // max(1, workers))
@@ -104,6 +111,7 @@ def open_runner(scheduler: str, workers: int | None, cluster: str | None) -> Ite
         if kind != "local" or not n.isdigit() or int(n) < 1:
             raise Geo2MapError(f"--cluster {cluster!r}: use local:N, e.g. local:2")
         with (
+            dask.config.set(NANNY_ENVIRON),
             LocalCluster(
                 n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=":0"
             ) as lc,
