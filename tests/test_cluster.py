@@ -148,3 +148,23 @@ def test_killed_job_resumes_to_the_same_outputs(scenes, models, tmp_path):
     assert summary["done"] == 2 and summary["scenes"]["big"]["blocks_resumed"] > 0
     assert (tmp_path / "killed" / "scenes.gpkg").is_file()
     assert (tmp_path / "killed" / "mosaic_render_epsg3857.vrt").is_file()
+
+
+def test_local_cluster_workers_keep_glibc_adaptive_malloc():
+    """Workers of --cluster local:N must not get dask's fixed MALLOC_TRIM_THRESHOLD_ (it made
+    every model call ~1.7x slower), and the shipped worker config must unset it as well."""
+    import dask
+    from distributed.nanny import _get_env_variables
+
+    from geo2map.execution import open_runner
+
+    with open_runner("threads", None, "local:1") as runner:
+        seen = runner.client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert list(seen.values()) == [None]
+    shipped = yaml.safe_load(
+        (Path(__file__).parents[1] / "pipelines/dask/geo2map-workers.yaml").read_text()
+    )
+    with dask.config.set(shipped):
+        assert "MALLOC_TRIM_THRESHOLD_" not in _get_env_variables(
+            "distributed.nanny.pre-spawn-environ"
+        )
