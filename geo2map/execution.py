@@ -67,8 +67,8 @@ class DistributedRunner:
 
 # dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536. Any fixed threshold turns
 # off glibc's adaptive mmap threshold, so every large tensor of every forward is a fresh
-# mmap + page faults: ~1.7x slower model calls (docs/benchmarks.md, cluster). Unset it for
-# the workers geo2map starts; README says how to do the same for `dask worker`.
+# mmap + page faults: a `--cluster local:2` run was 1.44x slower at 8k (docs/benchmarks.md).
+# Unset for the workers geo2map starts; README says how to do the same for `dask worker`.
 NANNY_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 

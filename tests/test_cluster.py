@@ -152,7 +152,7 @@ def test_killed_job_resumes_to_the_same_outputs(scenes, models, tmp_path):
 
 def test_local_cluster_workers_keep_glibc_adaptive_malloc():
     """Workers of --cluster local:N must not get dask's fixed MALLOC_TRIM_THRESHOLD_ (it made
-    every model call ~1.7x slower), and the shipped worker config must unset it as well."""
+    a local:2 run 1.44x slower), and the shipped worker config must unset it as well."""
     import dask
     from distributed.nanny import _get_env_variables
 
