@@ -10,6 +10,7 @@ client writes.
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -72,6 +73,26 @@ class DistributedRunner:
 NANNY_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
+M_ARENA_MAX = -8  # glibc mallopt parameter
+MALLOC_ARENAS = 2
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas for this process (unless MALLOC_ARENA_MAX is set).
+
+    glibc gives threads that contend for malloc their own arenas (up to 8 per core) and
+    freed chunks stay in them, so the task threads' float arrays pile up in several heaps:
+    a 16k scene peaked at 2541 MB with the default, 2098 MB with 2 arenas, at the same
+    speed (docs/benchmarks.md, memory). Returns whether the cap was set (False off glibc).
+    """
+    if "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        return ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas) == 1
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 def torch_threads_per_task(workers: int) -> int:
     """Threads each model call may use so that concurrent tasks do not oversubscribe cores."""
     return max(1, (os.cpu_count() or 1) // max(1, workers))
@@ -84,6 +105,7 @@ def open_runner(scheduler: str, workers: int | None, cluster: str | None) -> Ite
     scheduler computes one group at a time and leaves a core idle at its end);
     ``processes`` / ``sync``: dask's local schedulers; ``cluster`` / an address:
     dask.distributed across processes or machines."""
+    limit_malloc_arenas()  # before the task threads start
     if cluster is None and "://" not in scheduler:
         if scheduler not in ("threads", "processes", "sync"):
             raise Geo2MapError(
