@@ -39,10 +39,6 @@ from geo2map.tiling import AxisMap, Block, Chip, ChipGrid, blend_chips, blocks, 
 from geo2map.translator import cached_translator, pick_device, pick_precision
 from geo2map.writer import MASK_NODATA, TILE, OutputPaths, SceneWriter, check_writable
 
-# Batches run along chip rows within bands this many model pixels wide: the width of a
-# group of four default 1024-px blocks at the model's GSD (ChipGrid, iter_blocks).
-BATCH_BAND = 4096
-
 
 class TranslateOptions(BaseModel):
     """Every knob of a translation run; the CLI and pipeline YAML fill one of these."""
@@ -152,9 +148,7 @@ def plan_for(scene: Scene, options: TranslateOptions, card: ModelCard) -> SceneP
     return ScenePlan(
         scene=scene,
         grid=ModelGrid(scene, height, width),
-        chips=ChipGrid(
-            height, width, options.chip_size, options.overlap, options.batch_size, band=BATCH_BAND
-        ),  # fmt: skip
+        chips=ChipGrid(height, width, options.chip_size, options.overlap, options.batch_size),
         output_height=height if on_model else scene.height,
         output_width=width if on_model else scene.width,
         on_model_grid=on_model,

@@ -4,9 +4,8 @@ Three grids meet here:
 - the *model grid*: the scene resampled to the model's GSD; chips are cut from it;
 - the *output grid*: where results are written (the input's own grid by default);
 - output *blocks*: the units of work and writing, tiles of the output grid.
-A chip's place and its batch depend only on the model grid, chip size, overlap, batch size
-and batch band, never on the block size: that is what makes results independent of the
-chunking.
+A chip's place and its batch depend only on the model grid, chip size, overlap and batch
+size, never on the block size: that is what makes results independent of the chunking.
 """
 
 from __future__ import annotations
@@ -53,21 +52,13 @@ class Chip:
 
 @dataclass(frozen=True)
 class ChipGrid:
-    """Chips of ``size`` x ``size`` with ``overlap`` over a ``height`` x ``width`` model grid.
-
-    Chips are numbered, and batched, row by row within vertical bands ``band`` model pixels
-    wide (0: one band, plain raster order). Work goes through the scene a group of blocks at
-    a time, each group a few blocks of one strip; with bands as wide as a group, a group's
-    chips fill a few whole batches instead of touching many batches that run along the full
-    row (which held 2-3x the batches in memory on a 16k scene; docs/benchmarks.md, memory).
-    """
+    """Chips of ``size`` x ``size`` with ``overlap`` over a ``height`` x ``width`` model grid."""
 
     height: int
     width: int
     size: int
     overlap: int
     batch_size: int
-    band: int = 0
 
     @cached_property
     def row_starts(self) -> list[int]:
@@ -80,8 +71,6 @@ class ChipGrid:
     @cached_property
     def chips(self) -> list[Chip]:
         starts = [(r, c) for r in self.row_starts for c in self.col_starts]
-        if self.band:
-            starts.sort(key=lambda rc: (rc[1] // self.band, rc[0], rc[1]))
         return [Chip(i, r, c) for i, (r, c) in enumerate(starts)]
 
     @property
@@ -99,7 +88,7 @@ class ChipGrid:
         return sorted({self.batch_of(ch) for ch in chips})
 
     def chips_touching(self, rows: tuple[int, int], cols: tuple[int, int]) -> list[Chip]:
-        """Chips overlapping the model-grid region rows [r0, r1) x cols [c0, c1), in index order."""
+        """Chips overlapping the model-grid region rows [r0, r1) x cols [c0, c1), grid order."""
         r0, r1 = rows
         c0, c1 = cols
         return [
@@ -187,14 +176,14 @@ def blend_chips(
     """Weighted mean of the chip outputs over model region rows x cols.
 
     ``outputs`` maps chip index -> (C, size, size) array, or None for a skipped chip.
-    Chips are added in raster order of their positions (whatever the batching), so a
-    pixel's value does not depend on the region asked for. Returns the blended (C, h, w) values and the (h, w) mask of pixels any chip covered.
+    Chips are added in grid order, so a pixel's value does not depend on the region asked
+    for. Returns the blended (C, h, w) values and the (h, w) mask of pixels any chip covered.
     """
     (r0, r1), (c0, c1) = rows, cols
     channels = next((v.shape[0] for v in outputs.values() if v is not None), 1)
     acc = np.zeros((channels, r1 - r0, c1 - c0), dtype=np.float32)
     wsum = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
-    for chip in sorted(grid.chips_touching(rows, cols), key=lambda ch: (ch.row, ch.col)):
+    for chip in grid.chips_touching(rows, cols):
         out = outputs[chip.index]
         if out is None:
             continue

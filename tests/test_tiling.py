@@ -33,22 +33,6 @@ def test_non_square_grid_chips_and_weights():
     assert flat == list(range(len(grid.chips)))
 
 
-def test_banded_batches_keep_a_groups_chips_together():
-    """A region one band wide (a group of blocks) finds its chips in consecutive batches;
-    in plain raster order they sit in batches that run on along each row (held in memory
-    with chips the region does not need). Every chip is still numbered exactly once."""
-    kw = dict(height=1024, width=4096, size=128, overlap=32, batch_size=8)
-    plain, banded = ChipGrid(**kw), ChipGrid(**kw, band=1024)
-    assert sorted((c.row, c.col) for c in banded.chips) == [(c.row, c.col) for c in plain.chips]
-    assert [c.index for c in banded.chips] == list(range(len(plain.chips)))
-    region = ((0, 256), (0, 1024))  # the chips of one strip of the first band
-    needed = banded.chips_touching(*region)
-    assert sorted(c.index for c in needed) == list(range(len(needed)))  # consecutive
-    n_plain = len(plain.batches_of(plain.chips_touching(*region)))
-    n_banded = len(banded.batches_of(needed))
-    assert n_banded == -(-len(needed) // 8) < n_plain
-
-
 def test_border_chips_have_full_weight_at_the_scene_border():
     grid = ChipGrid(height=200, width=200, size=64, overlap=32, batch_size=4)
     first, last = grid.chips[0], grid.chips[-1]

@@ -259,21 +259,3 @@ def test_malloc_arena_cap_leaves_a_users_setting_alone(monkeypatch):
     assert limit_malloc_arenas() is False  # the user's choice stands
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
-
-
-def test_batch_bands_do_not_change_the_numbers(scenes, models, tmp_path, monkeypatch):
-    """Chips batched within narrow bands (as on scenes wider than BATCH_BAND) give the same
-    arrays as raster-order batches: a chip's result does not depend on its batch mates."""
-    import geo2map.pipeline
-
-    scene = scenes / "aerial-0.6m-epsg3857.tif"
-    arrays = []
-    for band in (0, 256):
-        monkeypatch.setattr(geo2map.pipeline, "BATCH_BAND", band)
-        out = tmp_path / f"band{band}"
-        geo2map.translate(scene, out, model=models(0.6), chip_size=128, overlap=32, batch_size=3,
-                          block_size=512)  # fmt: skip
-        render, mask, _ = outputs(out, scene.stem)
-        arrays.append((read(render), read(mask)))
-    assert np.array_equal(arrays[0][0], arrays[1][0])
-    assert np.array_equal(arrays[0][1], arrays[1][1])
