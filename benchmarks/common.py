@@ -176,13 +176,17 @@ def run_child(cmd: list[str], env: dict | None = None) -> dict:
         env={**os.environ, **(env or {})}, cwd=PROJECT_ROOT,
     )  # fmt: skip
     peak, peak_at, start = 0, 0.0, time.perf_counter()
+    trace: list[tuple[float, float]] = []  # (s, MB) once a second: how memory grows
     try:
         root = psutil.Process(proc.pid)
         while proc.poll() is None:
             try:
                 rss = sum(p.memory_info().rss for p in [root, *root.children(recursive=True)])
+                now = time.perf_counter() - start
                 if rss > peak:
-                    peak, peak_at = rss, time.perf_counter() - start
+                    peak, peak_at = rss, now
+                if not trace or now - trace[-1][0] >= 1.0:
+                    trace.append((round(now, 1), round(rss / 2**20)))
             except psutil.Error:
                 pass
             time.sleep(0.05)
@@ -195,6 +199,7 @@ def run_child(cmd: list[str], env: dict | None = None) -> dict:
     result["sampled_peak_rss_mb"] = peak / 2**20
     result["sampled_peak_at_s"] = peak_at  # since the child started (imports included)
     result["child_wall_s"] = time.perf_counter() - start
+    result["rss_trace_s_mb"] = trace
     return result
 
 
