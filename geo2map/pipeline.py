@@ -271,8 +271,8 @@ def iter_blocks(
     (as data locally, as futures on dask.distributed) and dropped after its last use. A
     runner that computes asynchronously (dask.distributed, in-process or a cluster) gets
     ``runner.lookahead`` groups submitted ahead of the one being gathered, so its workers
-    need not wait at a group boundary while this process writes. Memory holds the groups in flight plus the carried batches along
-    their lower and right edges.
+    need not wait at a group boundary while this process writes. Memory holds the groups
+    in flight plus the carried batches along their lower and right edges.
     """
     groups = block_groups(todo, plan, group_size=max(4, 2 * runner.workers))
     touching = [[plan.chips_for(b) for b in group] for group in groups]  # one scan per block
@@ -424,20 +424,19 @@ def translate_scene(
         for strip in blocks(plan.output_height, plan.output_width, options.block_size)
         for b in strip
     ]
-    todo = [b for b in all_blocks if not parts.done(b)]
+    resumed = [b for b in all_blocks if parts.done(b)]
+    finished = set(resumed)
+    todo = [b for b in all_blocks if b not in finished]
     if progress:
-        progress(
-            sum(b.height * b.width for b in all_blocks) - sum(b.height * b.width for b in todo)
-        )
+        progress(sum(b.height * b.width for b in resumed))
     stats: dict = {}
     profile, gcps = output_profile(plan)
     # blocks go into the GTiffs as they arrive (the main thread is free while tasks run),
     # and into parts, so a killed run resumes; blocks resumed from parts go in first
     writer = SceneWriter(paths, profile, card, gcps)
     try:
-        for block in all_blocks:
-            if parts.done(block):
-                writer.write(block.row, block.col, parts.load(block))
+        for block in resumed:
+            writer.write(block.row, block.col, parts.load(block))
         for block, data in iter_blocks(plan, runner, todo, stats):
             parts.save(block, data)
             writer.write(block.row, block.col, data)
@@ -457,7 +456,7 @@ def translate_scene(
             chips=stats.get("chips_computed", 0),
             chips_skipped=stats.get("chips_skipped", 0),
             seconds=time.perf_counter() - start,
-            blocks_resumed=len(all_blocks) - len(todo),
+            blocks_resumed=len(resumed),
         )
         export_scene(plan.scene.path, paths, summary.as_report(card, plan), options.simplify,
                      options.min_area, options.bands)  # fmt: skip
@@ -476,8 +475,6 @@ def plan_all(
     """The model card and a plan per input; any bad input or option stops here, before work."""
     if not inputs:
         raise Geo2MapError("no input scenes given")
-    # loads the model as the in-process task threads will (cached): checks weights, device
-    # and precision before any work, and spares the threads a second load
     _, card = load_model(options.model)
     pick_precision(pick_device(options.device), options.precision)
     plans = [plan_scene(p, options, card) for p in inputs]
