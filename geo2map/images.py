@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from geo2map.errors import Geo2MapError
-from geo2map.tiling import ChipGrid, blend_chips
+from geo2map.tiling import ChipGrid, blend_chips, pack_chip_output
 from geo2map.translator import Translator
 from geo2map.writer import hidden
 
@@ -42,9 +42,9 @@ def translate_pixels(
         )
         render, probs = translator.predict(batch)
         for i, chip in enumerate(chips):
-            outputs[chip.index] = np.concatenate([render[i], probs[i]])
+            outputs[chip.index] = pack_chip_output(render[i], probs[i])
     values, _ = blend_chips(grid, outputs, (0, h), (0, w))
-    render = np.rint(values[:3] * 255).astype(np.uint8).transpose(1, 2, 0)
+    render = np.rint(values[:3]).astype(np.uint8).transpose(1, 2, 0)
     return render, values[3:].argmax(axis=0).astype(np.uint8)
 
 

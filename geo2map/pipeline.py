@@ -35,7 +35,16 @@ from geo2map.parts import BlockParts, fingerprint
 from geo2map.raster import ModelGrid, gdal_env, read_model_window, read_output_valid
 from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset
 from geo2map.stac import write_collection
-from geo2map.tiling import AxisMap, Block, Chip, ChipGrid, blend_chips, blocks, resample_block
+from geo2map.tiling import (
+    AxisMap,
+    Block,
+    Chip,
+    ChipGrid,
+    blend_chips,
+    blocks,
+    pack_chip_output,
+    resample_block,
+)
 from geo2map.translator import cached_translator, pick_device, pick_precision
 from geo2map.writer import MASK_NODATA, TILE, OutputPaths, SceneWriter, check_writable
 
@@ -173,7 +182,8 @@ def _check_has_valid_pixels(scene: Scene) -> None:
 
 @dataclass
 class BatchResult:
-    """Outputs of one batch: per chip index, (3 + K, size, size) float16, or None if skipped."""
+    """Outputs of one batch: per chip index, (3 + K, size, size) uint8 (:func:`pack_chip_output`),
+    or None if skipped."""
 
     outputs: dict[int, np.ndarray | None] = field(default_factory=dict)
 
@@ -199,7 +209,7 @@ def run_batch(plan: ScenePlan, batch: int) -> BatchResult:
             torch.set_num_threads(plan.torch_threads)
         render, probs = translator.predict(np.stack(inputs))
         for i, index in enumerate(kept):
-            result.outputs[index] = np.concatenate([render[i], probs[i]]).astype(np.float16)
+            result.outputs[index] = pack_chip_output(render[i], probs[i])
     return result
 
 
@@ -226,7 +236,7 @@ def blend_block(plan: ScenePlan, block: Block, *batches: BatchResult) -> np.ndar
         )
     valid &= covered
     out = np.empty((4, block.height, block.width), dtype=np.uint8)
-    out[:3] = np.where(valid, np.rint(values[:3] * 255), 0).astype(np.uint8)
+    out[:3] = np.where(valid, np.rint(values[:3]), 0).astype(np.uint8)
     out[3] = np.where(valid, values[3:].argmax(axis=0), MASK_NODATA).astype(np.uint8)
     return out
 

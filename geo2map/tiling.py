@@ -167,6 +167,18 @@ def resample_block(
     return top[:, :, clo - c0] * (1 - cw)[None, None, :] + top[:, :, chi - c0] * cw[None, None, :]
 
 
+def pack_chip_output(render: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """(3, h, w) render and (K, h, w) class probabilities, both in [0, 1] -> one (3 + K, h, w)
+    uint8 array in 0..255, the form chips are kept in until blended.
+
+    uint8 halves the memory of float16 for every chip held between its forward and its last
+    blend (batches in flight and the chip row carried across a wide scene). A palette render
+    is exact in uint8 (its colours are uint8); probabilities lose less than 1/510, which moves
+    the blended argmax only where two classes tie within that.
+    """
+    return np.rint(np.concatenate([render, probs]) * 255).astype(np.uint8)
+
+
 def blend_chips(
     grid: ChipGrid,
     outputs: dict[int, np.ndarray | None],
@@ -175,7 +187,8 @@ def blend_chips(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted mean of the chip outputs over model region rows x cols.
 
-    ``outputs`` maps chip index -> (C, size, size) array, or None for a skipped chip.
+    ``outputs`` maps chip index -> (C, size, size) array, or None for a skipped chip; values
+    keep their scale (0..255 for :func:`pack_chip_output`).
     Chips are added in grid order, so a pixel's value does not depend on the region asked
     for. Returns the blended (C, h, w) values and the (h, w) mask of pixels any chip covered.
     """

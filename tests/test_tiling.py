@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from geo2map.tiling import AxisMap, ChipGrid, blend_chips, blocks, chip_starts
+from geo2map.tiling import AxisMap, ChipGrid, blend_chips, blocks, chip_starts, pack_chip_output
 
 
 @pytest.mark.parametrize("length", [1, 15, 64, 65, 100, 127, 128, 129, 1000, 1023])
@@ -82,3 +82,13 @@ def test_axis_map_identity_and_downsampling():
     lo, hi, w = half.taps(0, 10)
     assert lo.min() == 0 and hi.max() == 4
     assert half.model_range(0, 10) == (0, 5)
+
+
+def test_packed_chip_outputs_keep_palette_colours_exact_and_probabilities_close():
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, (3, 32, 32)).astype(np.float32) / 255  # a palette render
+    probs = rng.dirichlet(np.ones(5), size=(32, 32)).transpose(2, 0, 1).astype(np.float32)
+    packed = pack_chip_output(colours, probs)
+    assert packed.dtype == np.uint8 and packed.shape == (8, 32, 32)
+    assert np.array_equal(packed[:3], np.rint(colours * 255).astype(np.uint8))
+    assert np.abs(packed[3:] / 255 - probs).max() <= 0.5 / 255 + 1e-6
