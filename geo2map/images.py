@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from geo2map.errors import Geo2MapError
-from geo2map.tiling import ChipGrid, blend_chips, pack_chip_output
+from geo2map.tiling import ChipGrid, blend_chips, first_argmax, pack_chip_output
 from geo2map.translator import Translator
 from geo2map.writer import hidden
 
@@ -45,7 +45,7 @@ def translate_pixels(
             outputs[chip.index] = pack_chip_output(render[i], probs[i])
     values, _ = blend_chips(grid, outputs, (0, h), (0, w))
     render = np.rint(values[:3]).astype(np.uint8).transpose(1, 2, 0)
-    return render, values[3:].argmax(axis=0).astype(np.uint8)
+    return render, first_argmax(values[3:])
 
 
 def palette_image(classes: np.ndarray, translator: Translator) -> Image.Image:

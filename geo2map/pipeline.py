@@ -42,6 +42,7 @@ from geo2map.tiling import (
     ChipGrid,
     blend_chips,
     blocks,
+    first_argmax,
     pack_chip_output,
     resample_block,
 )
@@ -237,7 +238,7 @@ def blend_block(plan: ScenePlan, block: Block, *batches: BatchResult) -> np.ndar
     valid &= covered
     out = np.empty((4, block.height, block.width), dtype=np.uint8)
     out[:3] = np.where(valid, np.rint(values[:3]), 0).astype(np.uint8)
-    out[3] = np.where(valid, values[3:].argmax(axis=0), MASK_NODATA).astype(np.uint8)
+    out[3] = np.where(valid, first_argmax(values[3:]), MASK_NODATA)
     return out
 
 

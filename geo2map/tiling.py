@@ -196,6 +196,9 @@ def blend_chips(
     channels = next((v.shape[0] for v in outputs.values() if v is not None), 1)
     acc = np.zeros((channels, r1 - r0, c1 - c0), dtype=np.float32)
     wsum = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
+    # one scratch buffer for every chip's weighted values, and in-place arithmetic below:
+    # fresh arrays of this size cost page faults that took ~half of a block's blend time
+    scratch = np.empty((channels, grid.size, grid.size), dtype=np.float32)
     for chip in grid.chips_touching(rows, cols):
         out = outputs[chip.index]
         if out is None:
@@ -205,7 +208,22 @@ def blend_chips(
         src = (slice(ys - chip.row, ye - chip.row), slice(xs - chip.col, xe - chip.col))
         dst = (slice(ys - r0, ye - r0), slice(xs - c0, xe - c0))
         w = grid.weights(chip)[src]
-        acc[(slice(None), *dst)] += out[(slice(None), *src)] * w
+        weighted = scratch[:, : ye - ys, : xe - xs]
+        np.multiply(out[(slice(None), *src)], w, out=weighted)
+        acc[(slice(None), *dst)] += weighted
         wsum[dst] += w
     covered = wsum > 0
-    return acc / np.where(covered, wsum, 1.0), covered
+    wsum[~covered] = 1.0
+    return np.divide(acc, wsum, out=acc), covered
+
+
+def first_argmax(values: np.ndarray) -> np.ndarray:
+    """``values.argmax(axis=0)`` as uint8 (ties go to the lower index, like numpy) for up to
+    256 planes, one contiguous plane at a time: 4-6x faster than numpy's strided reduction
+    over the first axis, which took a third of a block's blend."""
+    best = values[0].copy()
+    index = np.zeros(best.shape, dtype=np.uint8)
+    for k in range(1, len(values)):
+        index[values[k] > best] = k
+        np.maximum(best, values[k], out=best)
+    return index

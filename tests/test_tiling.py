@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from geo2map.tiling import AxisMap, ChipGrid, blend_chips, blocks, chip_starts, pack_chip_output
+from geo2map.tiling import (
+    AxisMap,
+    ChipGrid,
+    blend_chips,
+    blocks,
+    chip_starts,
+    first_argmax,
+    pack_chip_output,
+)
 
 
 @pytest.mark.parametrize("length", [1, 15, 64, 65, 100, 127, 128, 129, 1000, 1023])
@@ -92,3 +100,9 @@ def test_packed_chip_outputs_keep_palette_colours_exact_and_probabilities_close(
     assert packed.dtype == np.uint8 and packed.shape == (8, 32, 32)
     assert np.array_equal(packed[:3], np.rint(colours * 255).astype(np.uint8))
     assert np.abs(packed[3:] / 255 - probs).max() <= 0.5 / 255 + 1e-6
+
+
+def test_first_argmax_matches_numpy_including_ties():
+    rng = np.random.default_rng(1)
+    values = rng.integers(0, 4, (5, 64, 64)).astype(np.float32)  # many ties
+    assert np.array_equal(first_argmax(values), values.argmax(axis=0))
