@@ -1,5 +1,5 @@
 """The threads question: on the default threaded scheduler, 2 dask threads x 1 torch thread
-(geo2map's ``torch_threads_per_task``) or 1 dask thread x 2 torch threads, and which batch size?
+(geo2map's runner default) or 1 dask thread x 2 torch threads, and which batch size?
 
     .venv/bin/python -m benchmarks.threads [--repeats 4] [--rounds 2] [--model PATH]
 
@@ -7,7 +7,7 @@ Each configuration translates the same scene (file to COGs) in a fresh subproces
 reports the time of the ``geo2map.translate`` call and its own peak RSS; configurations
 are interleaved round by round (order reversed every other round) and the best time of
 each is kept. "dask 1 x torch 2" is ``workers=1`` (geo2map then gives each task all
-cores); "dask 2 x torch 2" (oversubscribed) patches ``torch_threads_per_task``.
+cores); "dask 2 x torch 2" (oversubscribed) patches ``pipeline.threads_for_this_task``.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def child(scene_path: str, model: str, out: str, workers: int, threads: int, bat
     import geo2map
     import geo2map.pipeline
 
-    if threads:
-        geo2map.pipeline.torch_threads_per_task = lambda _workers: threads
+    if threads:  # every task of this run uses ``threads`` torch threads, whatever the runner says
+        geo2map.pipeline.threads_for_this_task = lambda _setting: threads
     start = time.perf_counter()
     geo2map.translate(
         scene_path, out, model=model, overwrite=True, batch_size=batch, workers=workers or None

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -33,6 +34,7 @@ class LocalRunner:
         if workers:
             self.kwargs["num_workers"] = workers
         self.workers = 1 if scheduler == "sync" else workers or os.cpu_count() or 1
+        self.torch_threads: TorchThreads = torch_threads_per_task(self.workers)
 
     def submit(self, results: list, keep: list) -> tuple[list, list]:
         done, kept = dask.compute(results, keep, **self.kwargs)
@@ -54,6 +56,7 @@ class DistributedRunner:
         self.client = client
         self.dashboard = client.dashboard_link if dashboard else None
         self.workers = max(1, sum(client.nthreads().values()))
+        self.torch_threads: TorchThreads = torch_threads_by_worker(client)
 
     def submit(self, results: list, keep: list) -> tuple[list, list]:
         futures = self.client.compute([*results, *keep])
@@ -93,9 +96,57 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
         return False
 
 
+# torch threads per model call: one number for this process, or per worker address
+TorchThreads = int | Mapping[str, int]
+
+
+def available_cpus() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def torch_threads_per_task(workers: int) -> int:
     """Threads each model call may use so that concurrent tasks do not oversubscribe cores."""
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    return max(1, available_cpus() // max(1, workers))
+
+
+def share_host_cores(
+    workers: Mapping[str, Mapping[str, Any]], cpus: Mapping[str, int]
+) -> dict[str, int]:
+    """Torch threads per task for each worker: its host's cores shared by every task thread
+    of every worker on that host (``workers``: address -> scheduler info with ``host`` and
+    ``nthreads``; ``cpus``: address -> cores the worker process may use)."""
+    threads_on_host = Counter()
+    for w in workers.values():
+        threads_on_host[w["host"]] += w["nthreads"]
+    return {
+        address: max(1, cpus[address] // threads_on_host[w["host"]])
+        for address, w in workers.items()
+        if address in cpus
+    }
+
+
+def torch_threads_by_worker(client: Any) -> dict[str, int]:
+    """Asked of the workers, not computed from this machine: a laptop driving a cluster of
+    big machines must not give each task the laptop's share of cores."""
+    return share_host_cores(client.scheduler_info()["workers"], client.run(available_cpus))
+
+
+def threads_for_this_task(setting: TorchThreads | None) -> int | None:
+    """The torch thread count for a model call running here. A worker missing from the
+    mapping (it joined after the job started) shares its own cores among its own threads."""
+    if not isinstance(setting, Mapping):
+        return setting
+    from distributed import get_worker
+
+    try:
+        worker = get_worker()
+    except ValueError:  # not on a dask worker
+        return None
+    return setting.get(worker.address) or max(1, available_cpus() // worker.state.nthreads)
 
 
 @contextmanager

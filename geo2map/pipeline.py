@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rasterio.control import GroundControlPoint
 
 from geo2map.errors import Geo2MapError
-from geo2map.execution import open_runner, torch_threads_per_task
+from geo2map.execution import TorchThreads, open_runner, threads_for_this_task
 from geo2map.exports import export_scene
 from geo2map.models.card import ModelCard
 from geo2map.models.io import DEFAULT_MODEL, load_model, model_paths
@@ -112,7 +112,7 @@ class ScenePlan:
     model: str
     device: str
     precision: str
-    torch_threads: int | None = None  # per model call; set by the runner
+    torch_threads: TorchThreads | None = None  # per model call (or per worker); from the runner
 
     @property
     def rows(self) -> AxisMap:
@@ -206,8 +206,9 @@ def run_batch(plan: ScenePlan, batch: int) -> BatchResult:
     result = BatchResult({chip.index: None for chip in chips})
     if inputs:
         translator = cached_translator(plan.model, plan.device, plan.precision)
-        if plan.torch_threads:  # torch's count is process-wide: set it for this run, every batch
-            torch.set_num_threads(plan.torch_threads)
+        threads = threads_for_this_task(plan.torch_threads)
+        if threads:  # torch's count is process-wide: set it for this run, every batch
+            torch.set_num_threads(threads)
         render, probs = translator.predict(np.stack(inputs))
         for i, index in enumerate(kept):
             result.outputs[index] = pack_chip_output(render[i], probs[i])
@@ -426,7 +427,7 @@ def translate_scene(
 ) -> SceneSummary:
     """Compute the scene's blocks (resuming finished ones), then assemble COGs and exports."""
     start = time.perf_counter()
-    plan = replace(plan, torch_threads=torch_threads_per_task(runner.workers))
+    plan = replace(plan, torch_threads=runner.torch_threads)
     paths = scene_paths(out_dir, plan, options)
     check_writable(paths, options.overwrite)
     parts = BlockParts(Path(out_dir), plan.scene.name, numbers_fingerprint(plan, options))

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 import rasterio
 import yaml
+from dask.distributed import Client
 
 import geo2map
+from geo2map.execution import DistributedRunner, share_host_cores, threads_for_this_task
 from geo2map.mosaic import repeated_vrt
 
 BIN = Path(sys.executable).parent
@@ -83,6 +85,35 @@ def test_cluster_run_equals_local_run(cluster, scenes, models, tmp_path):
     geo2map.translate(scene, tmp_path / "local", model=models(0.6), **OPTS)
     geo2map.translate(scene, tmp_path / "cluster", model=models(0.6), scheduler=address, **OPTS)
     assert_same(tmp_path / "local", tmp_path / "cluster", scene.stem)
+
+
+def test_each_worker_gives_model_calls_its_hosts_share_of_cores(cluster):
+    """Asked of the workers, not of the client: here two single-thread workers share the
+    cores of this one host."""
+    address, _ = cluster
+    with Client(address, timeout="20s") as client:
+        runner = DistributedRunner(client, dashboard=False)
+        workers = list(client.scheduler_info()["workers"])
+        got = {
+            w: client.submit(
+                threads_for_this_task, runner.torch_threads, workers=[w], pure=False
+            ).result()
+            for w in workers
+        }
+    assert got == {w: max(1, len(os.sched_getaffinity(0)) // len(workers)) for w in workers}
+
+
+def test_torch_threads_share_each_hosts_cores_among_its_task_threads():
+    workers = {
+        "tcp://a:1": {"host": "a", "nthreads": 2},
+        "tcp://a:2": {"host": "a", "nthreads": 2},
+        "tcp://b:1": {"host": "b", "nthreads": 2},
+        "tcp://c:1": {"host": "c", "nthreads": 8},
+    }
+    cpus = {"tcp://a:1": 16, "tcp://a:2": 16, "tcp://b:1": 8, "tcp://c:1": 4}
+    assert share_host_cores(workers, cpus) == {
+        "tcp://a:1": 4, "tcp://a:2": 4, "tcp://b:1": 4, "tcp://c:1": 1,
+    }  # fmt: skip
 
 
 def test_a_killed_worker_does_not_change_the_result(cluster, scenes, models, tmp_path):
