@@ -132,7 +132,9 @@ def share_host_cores(
 def torch_threads_by_worker(client: Any) -> dict[str, int]:
     """Asked of the workers, not computed from this machine: a laptop driving a cluster of
     big machines must not give each task the laptop's share of cores."""
-    return share_host_cores(client.scheduler_info()["workers"], client.run(available_cpus))
+    # a worker that fails to answer is left out: it falls back to its own share when it runs
+    cpus = client.run(available_cpus, on_error="ignore")
+    return share_host_cores(client.scheduler_info()["workers"], cpus)
 
 
 def threads_for_this_task(setting: TorchThreads | None) -> int | None:

@@ -197,7 +197,7 @@ def blend_chips(
     acc = np.zeros((channels, r1 - r0, c1 - c0), dtype=np.float32)
     wsum = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
     # one scratch buffer for every chip's weighted values, and in-place arithmetic below:
-    # fresh arrays of this size cost page faults that took ~half of a block's blend time
+    # fresh 8-32 MB arrays per chip made this loop ~2x slower (42 vs 22 ms a 1024 px block)
     scratch = np.empty((channels, grid.size, grid.size), dtype=np.float32)
     for chip in grid.chips_touching(rows, cols):
         out = outputs[chip.index]
@@ -219,8 +219,8 @@ def blend_chips(
 
 def first_argmax(values: np.ndarray) -> np.ndarray:
     """``values.argmax(axis=0)`` as uint8 (ties go to the lower index, like numpy) for up to
-    256 planes, one contiguous plane at a time: 4-6x faster than numpy's strided reduction
-    over the first axis, which took a third of a block's blend."""
+    256 planes, one contiguous plane at a time: ~1.5x faster than numpy's strided reduction
+    over the first axis (17 vs 25-30 ms for 5 planes of 1024 x 1024)."""
     best = values[0].copy()
     index = np.zeros(best.shape, dtype=np.uint8)
     for k in range(1, len(values)):
