@@ -33,7 +33,7 @@ class LocalRunner:
         self.kwargs: dict[str, Any] = {"scheduler": scheduler}
         if workers:
             self.kwargs["num_workers"] = workers
-        self.workers = 1 if scheduler == "sync" else workers or os.cpu_count() or 1
+        self.workers = 1 if scheduler == "sync" else workers or available_cpus()
         self.torch_threads: TorchThreads = torch_threads_per_task(self.workers)
 
     def submit(self, results: list, keep: list) -> tuple[list, list]:
@@ -148,7 +148,7 @@ def threads_for_this_task(setting: TorchThreads | None) -> int | None:
         worker = get_worker()
     except ValueError:  # not on a dask worker
         return None
-    return setting.get(worker.address) or max(1, available_cpus() // worker.state.nthreads)
+    return setting.get(worker.address) or torch_threads_per_task(worker.state.nthreads)
 
 
 @contextmanager
@@ -175,7 +175,7 @@ def open_runner(scheduler: str, workers: int | None, cluster: str | None) -> Ite
         with Client(
             processes=False,
             n_workers=1,
-            threads_per_worker=workers or os.cpu_count() or 1,
+            threads_per_worker=workers or available_cpus(),
             dashboard_address=None,
             memory_limit=0,
         ) as client:
