@@ -110,7 +110,7 @@ def main() -> None:
             "scene_px": [plan.output_width, plan.output_height], "megapixels": mp,
             "chips": len(chips), "chip_size": options.chip_size, "overlap": options.overlap,
             "geo2map_batch_size": options.batch_size,
-            "geo2map_precision": str(pick_precision(pick_device("auto"), "auto")),
+            "geo2map_precision": str(pick_precision(pick_device("auto"), "auto", card)),
             "model": f"{card.name} ({model_note})",
             "seconds": times,
             "megapixels_per_second": {k: mp / s for k, s in best.items()},

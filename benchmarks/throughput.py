@@ -120,7 +120,7 @@ def main() -> None:
             "chips": len(chips),
             "chip_size": args.chip_size, "overlap": args.overlap, "batch_size": args.batch_size,
             "model": f"{card.name} ({model_note})",
-            "precision": str(pick_precision(pick_device("auto"), "auto")),
+            "precision": str(pick_precision(pick_device("auto"), "auto", card)),
             "seconds": times,
             "megapixels_per_second": {k: mp / s for k, s in best.items()},
             "ratio_end_to_end_over_bare": bare / e2e,

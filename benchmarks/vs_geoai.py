@@ -95,6 +95,7 @@ def make_model(folder: Path) -> Path:
 
 def geo2map_child(scene_path: str, model: str, out: str) -> None:
     import geo2map
+    from geo2map.models.io import load_model
     from geo2map.translator import pick_device, pick_precision
 
     start = time.perf_counter()
@@ -103,7 +104,7 @@ def geo2map_child(scene_path: str, model: str, out: str) -> None:
     )
     child_result(
         seconds=time.perf_counter() - start,
-        precision=str(pick_precision(pick_device("auto"), "auto")),
+        precision=str(pick_precision(pick_device("auto"), "auto", load_model(model)[1])),
     )
 
 

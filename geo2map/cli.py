@@ -160,7 +160,9 @@ def translate(
         bool, typer.Option(help="translate even if the pixel size is more than 8x from the model's")
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto (bf16 where fast), bf16 or fp32")] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="auto (int8 or bf16 where fast), int8, bf16 or fp32")
+    ] = "auto",
     cluster: Annotated[
         str | None,
         typer.Option(help="local:N starts a dask.distributed LocalCluster of N worker processes"),

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from geo2map.errors import Geo2MapError
-from geo2map.tiling import ChipGrid, blend_chips, first_argmax, pack_chip_output
+from geo2map.tiling import ChipGrid, blend_chips, first_argmax
 from geo2map.translator import Translator
 from geo2map.writer import hidden
 
@@ -37,12 +37,8 @@ def translate_pixels(
     outputs: dict[int, np.ndarray | None] = {}
     for b in range(grid.n_batches):
         chips = grid.batch(b)
-        batch = np.stack(
-            [padded[:, c.row : c.row + chip_size, c.col : c.col + chip_size] for c in chips]
-        )
-        render, probs = translator.predict(batch)
-        for i, chip in enumerate(chips):
-            outputs[chip.index] = pack_chip_output(render[i], probs[i])
+        inputs = [padded[:, c.row : c.row + chip_size, c.col : c.col + chip_size] for c in chips]
+        outputs.update(zip([c.index for c in chips], translator.predict_chips(inputs), strict=True))
     values, _ = blend_chips(grid, outputs, (0, h), (0, w))
     render = np.rint(values[:3]).astype(np.uint8).transpose(1, 2, 0)
     return render, first_argmax(values[3:])

@@ -43,7 +43,6 @@ from geo2map.tiling import (
     blend_chips,
     blocks,
     first_argmax,
-    pack_chip_output,
     resample_block,
 )
 from geo2map.translator import cached_translator, pick_device, pick_precision
@@ -209,9 +208,7 @@ def run_batch(plan: ScenePlan, batch: int) -> BatchResult:
         threads = threads_for_this_task(plan.torch_threads)
         if threads:  # torch's count is process-wide: set it for this run, every batch
             torch.set_num_threads(threads)
-        render, probs = translator.predict(np.stack(inputs))
-        for i, index in enumerate(kept):
-            result.outputs[index] = pack_chip_output(render[i], probs[i])
+        result.outputs.update(zip(kept, translator.predict_chips(inputs), strict=True))
     return result
 
 
@@ -488,7 +485,7 @@ def plan_all(
     if not inputs:
         raise Geo2MapError("no input scenes given")
     _, card = load_model(options.model)
-    pick_precision(pick_device(options.device), options.precision)
+    pick_precision(pick_device(options.device), options.precision, card)
     plans = [plan_scene(p, options, card) for p in inputs]
     names = [p.scene.name for p in plans]
     dupes = sorted({n for n in names if names.count(n) > 1})

@@ -1,13 +1,16 @@
 """Model + card + device/precision policy -> ``predict(batch)``.
 
-Precision policy: bf16 autocast on CUDA and on CPUs with native bf16 (AVX-512 BF16 / AMX),
-fp32 elsewhere; channels_last memory format; ``torch.inference_mode``.
+Precision policy (``auto``): int8 on CPUs with VNNI when the model card carries an int8
+calibration (models/int8.py), else bf16 autocast on CUDA and on CPUs with native bf16
+(AVX-512 BF16 / AMX), else fp32; channels_last memory format; ``torch.inference_mode``.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +19,12 @@ import torch
 
 from geo2map.errors import Geo2MapError
 from geo2map.models.card import ModelCard
+from geo2map.models.int8 import engine_available, quantize
 from geo2map.models.io import DEFAULT_MODEL, load_model
+from geo2map.tiling import pack_chip_output
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "int8", "bf16", "fp32")
 CPU_MICRO_BATCH = 2
 
 
@@ -42,21 +47,54 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 @functools.cache
-def cpu_has_bf16() -> bool:
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags Linux reports (empty elsewhere)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
-    return any(f in flags for f in (" avx512_bf16", " amx_bf16"))
+        return frozenset()
+    return frozenset(
+        word for line in text.splitlines() if line.startswith("flags") for word in line.split()
+    )
 
 
-def pick_precision(device: torch.device, precision: str = "auto") -> torch.dtype:
+def cpu_has_bf16() -> bool:
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def cpu_has_vnni() -> bool:
+    """int8 dot products in hardware (AVX-512 VNNI, AVX-VNNI or AMX): where int8 pays."""
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & cpu_flags())
+
+
+def pick_precision(
+    device: torch.device, precision: str = "auto", card: ModelCard | None = None
+) -> torch.dtype:
+    """auto: int8 on CPUs with VNNI when the card carries an int8 calibration, else bf16 on
+    CUDA and on CPUs with native bf16, else fp32 (docs/benchmarks.md measures each)."""
     if precision not in PRECISIONS:
         raise Geo2MapError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "int8":
+        if device.type != "cpu":
+            raise Geo2MapError(f"--precision int8 runs on the CPU only; use bf16 on {device.type}")
+        if card is not None and card.int8 is None:
+            raise Geo2MapError(
+                f"model {card.name} has no int8 calibration; add one with "
+                "`geo2map export-model --int8`, or use --precision bf16"
+            )
+        return torch.qint8
     if precision == "fp32":
         return torch.float32
     if precision == "bf16":
         return torch.bfloat16
+    if (
+        device.type == "cpu"
+        and card is not None
+        and card.int8 is not None
+        and cpu_has_vnni()
+        and engine_available(card.int8.engine)
+    ):
+        return torch.qint8
     if device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()):
         return torch.bfloat16
     return torch.float32
@@ -75,10 +113,19 @@ class Translator:
     ) -> Translator:
         model, card = load_model(path)
         dev = pick_device(device)
+        dtype = pick_precision(dev, precision, card)
+        if dtype == torch.qint8:
+            try:
+                model = quantize(model, card.int8)
+            except Geo2MapError as e:
+                if precision != "auto":
+                    raise
+                dtype = pick_precision(dev, "auto")  # as if the card had no calibration
+                warnings.warn(f"{e}; running {dtype} instead", stacklevel=2)
         model = model.to(dev).eval()
         if dev.type != "mps":
             model = model.to(memory_format=torch.channels_last)
-        return cls(model, card, dev, pick_precision(dev, precision))
+        return cls(model, card, dev, dtype)
 
     @property
     def num_classes(self) -> int:
@@ -101,12 +148,24 @@ class Translator:
         parts = [self.forward(batch[i : i + step]) for i in range(0, len(batch), step)]
         return np.concatenate([r for r, _ in parts]), np.concatenate([p for _, p in parts])
 
+    def predict_chips(self, chips: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """(C, H, W) inputs in [0, 1] -> one packed (3 + K, H, W) uint8 array per chip
+        (:func:`pack_chip_output`), a micro-batch at a time: only one micro-batch's float
+        inputs and outputs are ever alive (a whole batch of them was ~130 MB per task), and
+        each chip is its own array, so keeping some chips frees the others."""
+        step = self.micro_batch
+        packed: list[np.ndarray] = []
+        for i in range(0, len(chips), step):
+            render, probs = self.forward(np.stack(chips[i : i + step]))
+            packed.extend(pack_chip_output(r, p) for r, p in zip(render, probs, strict=True))
+        return packed
+
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, C, H, W) inputs scaled to [0, 1] -> render (B, 3, H, W) in [0, 1], class probabilities (B, K, H, W)."""
         x = torch.from_numpy(self.normalize(batch)).to(self.device)
         if self.device.type != "mps":
             x = x.contiguous(memory_format=torch.channels_last)
-        autocast = self.dtype != torch.float32
+        autocast = self.dtype in (torch.bfloat16, torch.float16)  # int8: its own graph
         with (
             torch.inference_mode(),
             torch.autocast(self.device.type, dtype=self.dtype, enabled=autocast),

@@ -259,3 +259,19 @@ def test_malloc_arena_cap_leaves_a_users_setting_alone(monkeypatch):
     assert limit_malloc_arenas() is False  # the user's choice stands
     monkeypatch.delenv("MALLOC_ARENA_MAX")
     assert limit_malloc_arenas() is (platform.libc_ver()[0] == "glibc")
+
+
+def test_chips_are_packed_a_micro_batch_at_a_time_into_arrays_of_their_own(models):
+    from geo2map.tiling import pack_chip_output
+    from geo2map.translator import Translator
+
+    translator = Translator.load(models(0.6))
+    rng = np.random.default_rng(0)
+    chips = [rng.random((3, 64, 64), dtype=np.float32) for _ in range(5)]  # odd: a last short one
+    packed = translator.predict_chips(chips)
+    render, probs = translator.predict(np.stack(chips))
+    assert len(packed) == 5
+    for i, chip in enumerate(packed):
+        assert np.array_equal(chip, pack_chip_output(render[i], probs[i]))
+    # a chip carried to a later block must not keep the rest of its batch alive
+    assert not any(np.shares_memory(a, b) for a in packed for b in packed if a is not b)

@@ -8,6 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from geo2map.models.int8 import Int8Calibration
+
 # The five land-cover classes every geo2map mask uses (DESIGN.md).
 DEFAULT_CLASSES: list[dict[str, Any]] = [
     {"id": 0, "name": "other", "color": [230, 230, 230]},
@@ -58,6 +60,7 @@ class ModelCard(BaseModel):
     licence: str = "unspecified"
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
+    int8: Int8Calibration | None = None  # activation ranges for int8 CPU inference
 
     @field_validator("classes")
     @classmethod

@@ -35,6 +35,7 @@ def export(
     masks_dir: str | Path | None = None,
     half: bool = False,
     palette_decode: str | None = None,
+    int8: bool = False,
 ) -> tuple[Path, Path]:
     """Copy a trained model (``runs/x/best``) to ``out`` (.safetensors + .json) after loading it.
 
@@ -44,6 +45,8 @@ def export(
 
     With ``pairs_dir`` / ``masks_dir`` the model is first scored on the validation split its
     card records, and the card's ``metrics`` are replaced by those full-split numbers.
+    ``int8`` calibrates int8 CPU inference on training images of both folders (the card then
+    carries the activation ranges) and scores the int8 model too.
     """
     from geo2map.errors import Geo2MapError
     from geo2map.models.io import load_model, model_paths, save_model
@@ -61,11 +64,19 @@ def export(
         except ValueError as e:
             raise Geo2MapError(f"--palette-decode: {e}") from None
         card.architecture.kwargs["palette_decode"] = palette_decode
+    if int8 and (pairs_dir is None or masks_dir is None):
+        raise Geo2MapError("--int8 calibrates on training images: give --pairs and --masks")
     # write under hidden names, score exactly those files (float16 weights included), rename
     weights, card_path = model_paths(out)
     tmp = weights.parent / f".{weights.stem}.partial"
     tmp_weights, tmp_card = save_model(model, card, tmp, half=half)
     try:
+        if int8:
+            from geo2map.train.calibrate import int8_calibration
+
+            # calibrate the weights as written (float16 included), as inference will load them
+            card.int8 = int8_calibration(load_model(tmp)[0], card, pairs_dir, masks_dir)
+            card.to_json(tmp_card)
         if pairs_dir is not None or masks_dir is not None:
             result = evaluate(tmp, pairs_dir, masks_dir)
             card.metrics = {
@@ -75,6 +86,11 @@ def export(
                 "masks (pairs)",
                 "during_training": card.metrics.get("validation", card.metrics),
             }
+            if int8:
+                scores = evaluate(tmp, pairs_dir, masks_dir, precision="int8")
+                card.metrics["validation_split_int8"] = {
+                    k: v for k, v in scores.items() if k != "model"
+                }
             card.training.setdefault("hardware", hardware())
             card.to_json(tmp_card)
         os.replace(tmp_weights, weights)

@@ -47,12 +47,17 @@ def register_commands(app: typer.Typer) -> None:
             bool, typer.Option("--all", help="score every file, not the card's validation split")
         ] = False,
         limit: Annotated[int | None, typer.Option("--limit", help="score only the first N")] = None,
+        precision: Annotated[
+            str, typer.Option(help="bf16, or int8 (needs the card's int8 calibration)")
+        ] = "bf16",
     ) -> None:
         """Metrics table (RMSE, acc5/10, SSIM, IoUs) and a picture grid for a saved model."""
         from geo2map.train.evaluate import evaluate as run_eval
         from geo2map.train.evaluate import metrics_table
 
-        result = run_eval(model, pairs, masks, out, all_files=all_files, limit=limit)
+        result = run_eval(
+            model, pairs, masks, out, all_files=all_files, limit=limit, precision=precision
+        )
         typer.echo(metrics_table(result))
         if out is not None:
             typer.echo(f"wrote {out}/metrics.json, metrics.md, grid.png")
@@ -76,9 +81,17 @@ def register_commands(app: typer.Typer) -> None:
             str | None,
             typer.Option(help="palette render: argmax or nearest-mean (colour nearest the mean)"),
         ] = None,
+        int8: Annotated[
+            bool,
+            typer.Option(
+                "--int8", help="calibrate int8 CPU inference on training images of --pairs/--masks"
+            ),
+        ] = False,
     ) -> None:
         """Check a trained model loads (optionally re-score it), write .safetensors + .json at --out."""
         from geo2map.train import export
 
-        weights, card = export(src, out, pairs, masks, half=half, palette_decode=palette_decode)
+        weights, card = export(
+            src, out, pairs, masks, half=half, palette_decode=palette_decode, int8=int8
+        )
         typer.echo(f"wrote {weights} and {card}")

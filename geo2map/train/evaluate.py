@@ -162,6 +162,7 @@ def evaluate(
     out_dir: str | Path | None = None,
     all_files: bool = False,
     limit: int | None = None,
+    precision: str = "bf16",
 ) -> dict[str, Any]:
     """Metrics of a saved model on the validation pairs (and chips) recorded in its card.
 
@@ -173,8 +174,16 @@ def evaluate(
     if pairs_dir is None and masks_dir is None:
         raise Geo2MapError("evaluate needs --pairs and/or --masks")
     model, card = load_model(model_path)
+    if precision == "int8":  # as `--precision int8` runs it (bf16 autocast does not reach it)
+        from geo2map.models.int8 import quantize
+        from geo2map.translator import pick_device, pick_precision
+
+        pick_precision(pick_device("cpu"), "int8", card)  # refuses a card without calibration
+        model = quantize(model, card.int8)
+    elif precision != "bf16":
+        raise Geo2MapError(f"evaluate precision {precision!r}: use bf16 or int8")
     mean, std = card.input.mean, card.input.std
-    result: dict[str, Any] = {"model": str(model_path)}
+    result: dict[str, Any] = {"model": str(model_path), "precision": precision}
     grids: list[tuple[np.ndarray, ...]] = []
     if pairs_dir is not None:
         names = None if all_files else _val_names(card.training, "moscow")

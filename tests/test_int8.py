@@ -1,0 +1,106 @@
+"""int8 CPU inference: calibrated once, rebuilt from the card, seamless, close to float."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+import geo2map
+from geo2map.errors import Geo2MapError
+from geo2map.models.int8 import calibrate
+from geo2map.models.io import load_model, model_paths
+from geo2map.translator import Translator, pick_device, pick_precision
+
+SCENE = "dutch-aerial-25cm-epsg28992.tif"
+
+
+@pytest.fixture(scope="module")
+def int8_model(scenes, models, tmp_path_factory) -> str:
+    """The tiny test model with an int8 calibration from chips of a real scene."""
+    src = models(0.25)
+    model, card = load_model(src)
+    with rasterio.open(scenes / SCENE) as ds:
+        image = ds.read([1, 2, 3]).astype(np.float32) / 255
+    mean = torch.tensor(card.input.mean).view(1, 3, 1, 1)
+    std = torch.tensor(card.input.std).view(1, 3, 1, 1)
+    chips = [torch.from_numpy(image[None, :, r : r + 256, c : c + 256].copy())
+             for r in (0, 400) for c in (0, 500)]  # fmt: skip
+    card.int8 = calibrate(model, [(x - mean) / std for x in chips], "4 chips of the Dutch scene")
+    out = tmp_path_factory.mktemp("int8") / "tiny-int8"
+    for f, g in zip(model_paths(src), model_paths(out), strict=True):
+        g.write_bytes(f.read_bytes())
+    card.to_json(model_paths(out)[1])
+    return str(out)
+
+
+def render(folder: Path) -> np.ndarray:
+    with rasterio.open(folder / f"{Path(SCENE).stem}_render.tif") as ds:
+        return ds.read().astype(int)
+
+
+def test_int8_tiles_are_seamless_and_agree_with_float(scenes, int8_model, tmp_path):
+    opts = dict(model=int8_model, output_grid="model", overwrite=True)
+    whole_chip = 1000 + 8 - 1000 % 8
+    runs = {
+        "int8 tiled": dict(precision="int8", chip_size=256, overlap=64),
+        "int8 whole": dict(precision="int8", chip_size=whole_chip, overlap=0),
+        "fp32 tiled": dict(precision="fp32", chip_size=256, overlap=64),
+    }
+    renders = {}
+    for name, run in runs.items():
+        geo2map.translate(scenes / SCENE, tmp_path / name, **opts, **run)
+        renders[name] = render(tmp_path / name)
+    inner = (slice(None), slice(32, -32), slice(32, -32))
+    # static quantization: a pixel does not depend on the chip around it (the same bounds as
+    # the float seam test in test_translate.py; without overlap, seams show as max ~45)
+    seams = np.abs(renders["int8 tiled"][inner] - renders["int8 whole"][inner])
+    assert seams.mean() < 0.5
+    assert np.percentile(seams, 99.9) <= 3
+    to_float = np.abs(renders["int8 tiled"] - renders["fp32 tiled"])
+    assert to_float.mean() < 2
+
+
+def test_auto_picks_int8_only_with_a_calibration_and_refuses_int8_without(
+    models, int8_model, monkeypatch
+):
+    cpu = pick_device("cpu")
+    calibrated, plain = load_model(int8_model)[1], load_model(models(0.25))[1]
+    assert pick_precision(cpu, "auto", plain) != torch.qint8
+    monkeypatch.setattr("geo2map.translator.cpu_has_vnni", lambda: True)
+    assert pick_precision(cpu, "auto", calibrated) == torch.qint8
+    monkeypatch.setattr("geo2map.translator.cpu_has_vnni", lambda: False)
+    assert pick_precision(cpu, "auto", calibrated) != torch.qint8  # no int8 hardware
+    assert pick_precision(cpu, "bf16", calibrated) == torch.bfloat16
+    with pytest.raises(Geo2MapError, match="no int8 calibration"):
+        pick_precision(cpu, "int8", plain)
+    assert Translator.load(int8_model, "cpu", "int8").dtype == torch.qint8
+
+
+def test_a_calibration_for_another_graph_is_refused(int8_model, tmp_path):
+    model, card = load_model(int8_model)
+    card.int8.qparams = {"not_a_node_scale_0": 0.1, **card.int8.qparams}
+    out = tmp_path / "other"
+    for f, g in zip(model_paths(int8_model), model_paths(out), strict=True):
+        g.write_bytes(f.read_bytes())
+    card.to_json(model_paths(out)[1])
+    with pytest.raises(Geo2MapError, match="does not fit the graph"):
+        Translator.load(out, "cpu", "int8")
+
+
+def test_auto_falls_back_to_float_when_the_calibration_does_not_fit(
+    int8_model, tmp_path, monkeypatch
+):
+    monkeypatch.setattr("geo2map.translator.cpu_has_vnni", lambda: True)  # as on this CPU
+    _, card = load_model(int8_model)
+    card.int8.qparams = {"not_a_node_scale_0": 0.1}
+    out = tmp_path / "stale"
+    for f, g in zip(model_paths(int8_model), model_paths(out), strict=True):
+        g.write_bytes(f.read_bytes())
+    card.to_json(model_paths(out)[1])
+    with pytest.warns(UserWarning, match="does not fit the graph"):
+        translator = Translator.load(out, "cpu", "auto")
+    assert translator.dtype in (torch.bfloat16, torch.float32)
