@@ -40,6 +40,7 @@ from geo2map.tiling import (
     Block,
     Chip,
     ChipGrid,
+    ChipPart,
     blend_chips,
     blocks,
     first_argmax,
@@ -183,9 +184,9 @@ def _check_has_valid_pixels(scene: Scene) -> None:
 @dataclass
 class BatchResult:
     """Outputs of one batch: per chip index, (3 + K, size, size) uint8 (:func:`pack_chip_output`),
-    or None if skipped."""
+    a :class:`ChipPart` of it when carried to later blocks, or None if skipped."""
 
-    outputs: dict[int, np.ndarray | None] = field(default_factory=dict)
+    outputs: dict[int, np.ndarray | ChipPart | None] = field(default_factory=dict)
 
     @property
     def computed(self) -> int:
@@ -287,9 +288,8 @@ def iter_blocks(
     touching = [[plan.chips_for(b) for b in group] for group in groups]  # one scan per block
     needs = [[plan.chips.batches_of(chips) for chips in group] for group in touching]
     last_use = {b: g for g, group_needs in enumerate(needs) for bs in group_needs for b in bs}
-    chip_last_use = {
-        ch.index: g for g, group in enumerate(touching) for chips in group for ch in chips
-    }
+    uses = chip_uses(plan, groups, touching)
+    chip_last_use = {index: max(g for g, _ in boxes) for index, boxes in uses.items()}
     carry: dict[int, object] = {}
     task_batch = dask.delayed(run_batch, pure=False)
     task_blend = dask.delayed(blend_block, pure=False)
@@ -306,11 +306,11 @@ def iter_blocks(
             for blk, bs in zip(groups[g], needs[g], strict=True)
         ]
         keep = [b for b in fresh if last_use[b] > g]
-        # carry only the chips a later group touches: memory then grows with one chip row
-        # across the scene, not with whole batches
+        # carry only the chips a later group touches, cropped to the part it touches: memory
+        # then grows with a partial chip row across the scene, not with whole batches
         carried = [
-            task_subset(lazy[b], [c.index for c in plan.chips.batch(b)
-                                  if chip_last_use.get(c.index, -1) > g])
+            task_subset(lazy[b], {c.index: needed_after(uses[c.index], g)
+                                  for c in plan.chips.batch(b) if chip_last_use.get(c.index, -1) > g})
             for b in keep
         ]  # fmt: skip
         counts = [task_count(lazy[b]) for b in fresh]
@@ -334,8 +334,43 @@ def iter_blocks(
         yield from zip(group, results[: len(group)], strict=True)
 
 
-def _only_chips(result: BatchResult, indices: list[int]) -> BatchResult:
-    return BatchResult({i: result.outputs[i] for i in indices})
+ChipBox = tuple[tuple[int, int], tuple[int, int]]  # chip-local rows, cols
+
+
+def chip_uses(
+    plan: ScenePlan, groups: list[list[Block]], touching: list[list[list[Chip]]]
+) -> dict[int, list[tuple[int, ChipBox]]]:
+    """Per chip index: (group, chip-local box) for every block of every group it touches."""
+    size = plan.chips.size
+    uses: dict[int, list[tuple[int, ChipBox]]] = {}
+    for g, (group, group_chips) in enumerate(zip(groups, touching, strict=True)):
+        for blk, chips in zip(group, group_chips, strict=True):
+            (r0, r1), (c0, c1) = plan.model_region(blk)
+            for ch in chips:
+                box = (
+                    (max(r0, ch.row) - ch.row, min(r1, ch.row + size) - ch.row),
+                    (max(c0, ch.col) - ch.col, min(c1, ch.col + size) - ch.col),
+                )
+                uses.setdefault(ch.index, []).append((g, box))
+    return uses
+
+
+def needed_after(uses: list[tuple[int, ChipBox]], g: int) -> ChipBox:
+    """The bounding box of what groups after ``g`` need of a chip."""
+    boxes = [box for group, box in uses if group > g]
+    return (
+        (min(b[0][0] for b in boxes), max(b[0][1] for b in boxes)),
+        (min(b[1][0] for b in boxes), max(b[1][1] for b in boxes)),
+    )
+
+
+def _only_chips(result: BatchResult, crops: dict[int, ChipBox]) -> BatchResult:
+    return BatchResult(
+        {
+            i: None if result.outputs[i] is None else ChipPart.crop(result.outputs[i], *box)
+            for i, box in crops.items()
+        }
+    )
 
 
 def _chip_counts(result: BatchResult) -> tuple[int, int]:

@@ -6,6 +6,7 @@ import pytest
 from geo2map.tiling import (
     AxisMap,
     ChipGrid,
+    ChipPart,
     blend_chips,
     blocks,
     chip_starts,
@@ -65,6 +66,22 @@ def test_blend_is_the_same_whatever_region_is_asked_for():
     whole, _ = blend_chips(grid, outputs, (0, 90), (0, 130))
     part, _ = blend_chips(grid, outputs, (17, 61), (40, 129))
     np.testing.assert_array_equal(part, whole[:, 17:61, 40:129])
+
+
+def test_chips_cropped_to_the_region_blend_exactly_like_whole_chips():
+    rng = np.random.default_rng(1)
+    grid = ChipGrid(height=90, width=130, size=32, overlap=8, batch_size=2)
+    outputs = {c.index: rng.random((3, 32, 32), dtype=np.float32) for c in grid.chips}
+    rows, cols = (17, 61), (40, 129)
+    cropped = {}
+    for c in grid.chips_touching(rows, cols):  # what a later block needs: its share only
+        r = (max(rows[0], c.row) - c.row, min(rows[1], c.row + 32) - c.row)
+        k = (max(cols[0], c.col) - c.col, min(cols[1], c.col + 32) - c.col)
+        cropped[c.index] = ChipPart.crop(outputs[c.index], r, k)
+    assert any(p.data.shape != (3, 32, 32) for p in cropped.values())
+    np.testing.assert_array_equal(
+        blend_chips(grid, cropped, rows, cols)[0], blend_chips(grid, outputs, rows, cols)[0]
+    )
 
 
 def test_skipped_chips_leave_their_own_pixels_uncovered():
