@@ -9,6 +9,7 @@ window by window, hence the two steps.)
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from rasterio.windows import Window
 
 from geo2map.errors import Geo2MapError
 from geo2map.models.card import ModelCard
+from geo2map.raster import GDAL_OPTIONS
 
 MASK_NODATA = 255
 TILE = 512
@@ -161,17 +163,18 @@ class SceneWriter:
     def finish(self) -> None:
         self.render.close()
         self.mask.close()
-        targets = [
-            (self.tmp_render, self.paths.render, "AVERAGE"),
-            (self.tmp_mask, self.paths.mask, "NEAREST"),
+        staged = [
+            (hidden(self.paths.render, "cog"), self.paths.render),
+            (hidden(self.paths.mask, "cog"), self.paths.mask),
         ]
-        staged = []
-        for src, final, resampling in targets:
-            tmp = hidden(final, "cog")
-            rasterio.shutil.copy(
-                src, tmp, driver="COG", OVERVIEW_RESAMPLING=resampling, **COG_OPTIONS
-            )
-            staged.append((tmp, final))
+        copies = [
+            (self.tmp_render, staged[0][0], "AVERAGE"),
+            (self.tmp_mask, staged[1][0], "NEAREST"),
+        ]
+        # Both COGs at once: GDAL decodes, resamples overviews and writes each file on one
+        # thread (only compression is multi-threaded), so one copy leaves a core idle.
+        with ThreadPoolExecutor(len(copies)) as pool:
+            list(pool.map(lambda c: cog_copy(*c), copies))
         tmp_png = hidden(self.paths.quicklook, "png")
         write_quicklook(staged[0][0], staged[1][0], tmp_png)
         for tmp, final in [*staged, (tmp_png, self.paths.quicklook)]:
@@ -184,6 +187,13 @@ class SceneWriter:
                 ds.close()
         for p in self.paths.render.parent.glob(f".*-{os.getpid()}.*"):
             p.unlink(missing_ok=True)
+
+
+def cog_copy(src: Path, dst: Path, overview_resampling: str) -> None:
+    with rasterio.Env(**GDAL_OPTIONS):  # rasterio's GDAL settings are per thread
+        rasterio.shutil.copy(
+            src, dst, driver="COG", OVERVIEW_RESAMPLING=overview_resampling, **COG_OPTIONS
+        )
 
 
 def write_quicklook(render_path: Path, mask_path: Path, out: Path) -> None:
