@@ -189,6 +189,11 @@ class ChipPart:
     col: int
 
     @classmethod
+    def of(cls, out: np.ndarray | ChipPart) -> ChipPart:
+        """A whole chip's output as a part starting at its corner; a part as it is."""
+        return out if isinstance(out, ChipPart) else cls(out, 0, 0)
+
+    @classmethod
     def crop(cls, out: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> ChipPart:
         """A copy of chip-local rows x cols (a view would keep the whole chip alive)."""
         return cls(out[:, rows[0] : rows[1], cols[0] : cols[1]].copy(), rows[0], cols[0])
@@ -210,9 +215,7 @@ def blend_chips(
     """
     (r0, r1), (c0, c1) = rows, cols
     first = next((v for v in outputs.values() if v is not None), None)
-    channels = (
-        1 if first is None else (first.data if isinstance(first, ChipPart) else first).shape[0]
-    )
+    channels = 1 if first is None else ChipPart.of(first).data.shape[0]
     acc = np.zeros((channels, r1 - r0, c1 - c0), dtype=np.float32)
     wsum = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
     # one scratch buffer for every chip's weighted values, and in-place arithmetic below:
@@ -222,7 +225,7 @@ def blend_chips(
         out = outputs[chip.index]  # a chip missing here is a carry bug: fail loudly
         if out is None:
             continue
-        part = out if isinstance(out, ChipPart) else ChipPart(out, 0, 0)
+        part = ChipPart.of(out)
         ys, ye = max(r0, chip.row), min(r1, chip.row + grid.size, grid.height)
         xs, xe = max(c0, chip.col), min(c1, chip.col + grid.size, grid.width)
         src = (slice(ys - chip.row, ye - chip.row), slice(xs - chip.col, xe - chip.col))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,21 +144,29 @@ class Translator:
 
     def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Like :meth:`forward`, a micro-batch at a time."""
-        step = self.micro_batch
-        parts = [self.forward(batch[i : i + step]) for i in range(0, len(batch), step)]
+        parts = list(self.micro_batches(batch))
         return np.concatenate([r for r, _ in parts]), np.concatenate([p for _, p in parts])
+
+    def micro_batches(
+        self, chips: Sequence[np.ndarray] | np.ndarray
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`forward` over ``micro_batch`` chips at a time (a batch array is sliced, not
+        copied; a list of chips is stacked a micro-batch at a time)."""
+        step = self.micro_batch
+        for i in range(0, len(chips), step):
+            part = chips[i : i + step]
+            yield self.forward(part if isinstance(part, np.ndarray) else np.stack(part))
 
     def predict_chips(self, chips: Sequence[np.ndarray]) -> list[np.ndarray]:
         """(C, H, W) inputs in [0, 1] -> one packed (3 + K, H, W) uint8 array per chip
         (:func:`pack_chip_output`), a micro-batch at a time: only one micro-batch's float
         inputs and outputs are ever alive (a whole batch of them was ~130 MB per task), and
         each chip is its own array, so keeping some chips frees the others."""
-        step = self.micro_batch
-        packed: list[np.ndarray] = []
-        for i in range(0, len(chips), step):
-            render, probs = self.forward(np.stack(chips[i : i + step]))
-            packed.extend(pack_chip_output(r, p) for r, p in zip(render, probs, strict=True))
-        return packed
+        return [
+            pack_chip_output(r, p)
+            for render, probs in self.micro_batches(chips)
+            for r, p in zip(render, probs, strict=True)
+        ]
 
     def forward(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, C, H, W) inputs scaled to [0, 1] -> render (B, 3, H, W) in [0, 1], class probabilities (B, K, H, W)."""

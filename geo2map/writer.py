@@ -22,7 +22,7 @@ from rasterio.windows import Window
 
 from geo2map.errors import Geo2MapError
 from geo2map.models.card import ModelCard
-from geo2map.raster import GDAL_OPTIONS
+from geo2map.raster import gdal_env
 
 MASK_NODATA = 255
 TILE = 512
@@ -190,7 +190,7 @@ class SceneWriter:
 
 
 def cog_copy(src: Path, dst: Path, overview_resampling: str) -> None:
-    with rasterio.Env(**GDAL_OPTIONS):  # rasterio's GDAL settings are per thread
+    with gdal_env():  # rasterio's GDAL settings are per thread: set them in this one too
         rasterio.shutil.copy(
             src, dst, driver="COG", OVERVIEW_RESAMPLING=overview_resampling, **COG_OPTIONS
         )
