@@ -13,6 +13,7 @@ pickle the wrappers, so each records into a module attribute, not a closure.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 import time
@@ -51,7 +52,11 @@ def record(owner, name: str, label: str) -> None:
 
 
 def main() -> None:
-    args = arguments(__doc__, repeats=4, rounds=True).parse_args()
+    parser = arguments(__doc__, repeats=4, rounds=True)
+    parser.add_argument(
+        "--events", default=None, help="also write every (thread, stage, start, end)"
+    )
+    args = parser.parse_args()
     for owner, name, label in WRAPPED:
         record(owner, name, label)
     start_machine = machine()
@@ -66,6 +71,8 @@ def main() -> None:
             geo2map.translate(path, tmp / "out", model=str(model), overwrite=True)
             wall = time.time() - t0
     events = [(th, label, s - t0, e - t0) for th, label, s, e in geo2map._timeline]
+    if args.events:
+        Path(args.events).write_text(json.dumps(events))
     tasks = [ev for ev in events if ev[1] in ("batch task", "blend task")]
     first, last = min(s for *_, s, _ in tasks), max(e for *_, e in tasks)
     busy: dict[str, float] = defaultdict(float)

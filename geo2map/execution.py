@@ -36,7 +36,7 @@ class LocalRunner:
         self.workers = 1 if scheduler == "sync" else workers or available_cpus()
         self.torch_threads: TorchThreads = torch_threads_per_task(self.workers)
 
-    def submit(self, results: list, keep: list) -> tuple[list, list]:
+    def submit(self, results: list, keep: list, order: int = 0) -> tuple[list, list]:
         done, kept = dask.compute(results, keep, **self.kwargs)
         return done, kept
 
@@ -58,8 +58,10 @@ class DistributedRunner:
         self.workers = max(1, sum(client.nthreads().values()))
         self.torch_threads: TorchThreads = torch_threads_by_worker(client)
 
-    def submit(self, results: list, keep: list) -> tuple[list, list]:
-        futures = self.client.compute([*results, *keep])
+    def submit(self, results: list, keep: list, order: int = 0) -> tuple[list, list]:
+        # earlier groups first: a queued group only takes a thread the current one leaves idle,
+        # so the current group's batches finish (and are freed) before the next one's start
+        futures = self.client.compute([*results, *keep], priority=-order)
         return futures[: len(results)], futures[len(results) :]
 
     def gather(self, handle: list) -> list:

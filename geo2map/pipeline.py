@@ -29,10 +29,11 @@ from rasterio.control import GroundControlPoint
 from geo2map.errors import Geo2MapError
 from geo2map.execution import TorchThreads, open_runner, threads_for_this_task
 from geo2map.exports import export_scene
+from geo2map.gdal_settings import gdal_env
 from geo2map.models.card import ModelCard
 from geo2map.models.io import DEFAULT_MODEL, load_model, model_paths
 from geo2map.parts import BlockParts, fingerprint
-from geo2map.raster import ModelGrid, gdal_env, read_model_window, read_output_valid
+from geo2map.raster import ModelGrid, read_model_window, read_output_valid
 from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset
 from geo2map.stac import write_collection
 from geo2map.tiling import (
@@ -314,7 +315,7 @@ def iter_blocks(
             for b in keep
         ]  # fmt: skip
         counts = [task_count(lazy[b]) for b in fresh]
-        handle, kept = runner.submit([*block_tasks, *counts], carried)
+        handle, kept = runner.submit([*block_tasks, *counts], carried, order=g)
         # a batch used for the last time by group g stays alive inside g's graph until done
         carry = {b: h for b, h in carry.items() if last_use[b] > g}
         carry.update(zip(keep, kept, strict=True))

@@ -15,17 +15,6 @@ from rasterio.enums import Resampling
 
 from geo2map.scene import Scene
 
-# GDAL's block cache defaults to 5 % of RAM and fills with decoded source tiles and written
-# blocks on large scenes; 64 MB is plenty for tiles that are read or written once.
-# In BYTES: rasterio hands an int straight to GDALSetCacheMax64 (64 would mean 64 bytes,
-# i.e. no cache at all, unlike the GDAL_CACHEMAX environment variable, which reads as MB).
-GDAL_CACHE_BYTES = 64 * 2**20
-GDAL_OPTIONS = {"GDAL_CACHEMAX": GDAL_CACHE_BYTES}
-
-
-def gdal_env() -> rasterio.Env:
-    return rasterio.Env(**GDAL_OPTIONS)
-
 
 @dataclass(frozen=True)
 class ModelGrid:

@@ -24,6 +24,7 @@ from shapely.geometry import box, shape
 from geo2map import catalog
 from geo2map.errors import Geo2MapError
 from geo2map.execution import open_runner
+from geo2map.gdal_settings import gdal_env
 from geo2map.jobs import TranslateJob
 from geo2map.mosaic import build_vrt
 from geo2map.pipeline import (
@@ -34,7 +35,6 @@ from geo2map.pipeline import (
     scene_paths,
     translate_scene,
 )
-from geo2map.raster import gdal_env
 from geo2map.stac import write_collection
 from geo2map.writer import atomic_write_text, check_writable, hidden
 

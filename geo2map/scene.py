@@ -20,6 +20,7 @@ from rasterio.transform import from_gcps
 from rasterio.windows import Window
 
 from geo2map.errors import Geo2MapError
+from geo2map.gdal_settings import cap_gdal_cache
 
 MAX_GSD_RATIO = 8.0
 # Within this relative difference the scene is used at its own resolution: resampling a few
@@ -73,6 +74,7 @@ def open_dataset(path: str | Path) -> rasterio.DatasetReader:
     p = Path(path)
     if not p.exists() and "://" not in str(path) and not str(path).startswith("/vsi"):
         raise Geo2MapError(f"{path}: no such file; check the path (or `geo2map catalog list`)")
+    cap_gdal_cache()  # before the first read of a scene, for the whole run
     try:
         return rasterio.open(path)
     except RasterioIOError:

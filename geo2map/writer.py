@@ -21,8 +21,8 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window
 
 from geo2map.errors import Geo2MapError
+from geo2map.gdal_settings import gdal_env
 from geo2map.models.card import ModelCard
-from geo2map.raster import gdal_env
 
 MASK_NODATA = 255
 TILE = 512

@@ -80,7 +80,17 @@ def test_plain_image_points_to_translate_image():
 def test_gdal_block_cache_is_64_megabytes_during_a_run():
     from rasterio.env import get_gdal_config
 
-    from geo2map.raster import gdal_env
+    from geo2map.gdal_settings import gdal_env
 
     with gdal_env():
         assert get_gdal_config("GDAL_CACHEMAX") == 64 * 2**20  # bytes, not 64 bytes
+
+
+def test_opening_a_scene_caps_gdal_block_cache_for_the_whole_process(scenes):
+    # GDAL's default cache is 5 % of RAM; a 16k scene's valid-pixel check, run outside any
+    # rasterio.Env, used to fill ~780 MB of it, which the run then kept
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    set_gdal_config("GDAL_CACHEMAX", 512 * 2**20)
+    inspect_scene(scenes / "aerial-15cm-rgba.tif")
+    assert get_gdal_config("GDAL_CACHEMAX") == 64 * 2**20
