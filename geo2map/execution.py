@@ -50,7 +50,10 @@ class LocalRunner:
 class DistributedRunner:
     """A dask.distributed Client: joined by address or started as a LocalCluster."""
 
-    lookahead = 1  # one group queued behind the one being gathered and written
+    # groups queued behind the one being gathered and written: with one, a thread idled ~1 s at
+    # some strip boundaries (8 % of the compute phase at 8k); priorities keep the queued groups
+    # from starting before the current one has no runnable task (docs/benchmarks.md, session 6)
+    lookahead = 2
 
     def __init__(self, client: Any, dashboard: bool = True) -> None:
         self.client = client

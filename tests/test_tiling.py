@@ -59,6 +59,24 @@ def test_blend_of_constant_chips_is_that_constant_everywhere():
     np.testing.assert_allclose(values, 0.25, rtol=1e-6)
 
 
+def test_blend_is_the_weighted_mean_of_the_chips_under_each_pixel():
+    # uint8 chips as the pipeline keeps them; the last chips overlap their neighbours by more
+    # than the ramp (flush with the edge), where weight-1 parts of two chips meet
+    rng = np.random.default_rng(2)
+    grid = ChipGrid(height=100, width=150, size=32, overlap=8, batch_size=2)
+    outputs = {c.index: rng.integers(0, 256, (3, 32, 32), dtype=np.uint8) for c in grid.chips}
+    total = np.zeros((3, 100, 150))
+    weight = np.zeros((100, 150))
+    for c in grid.chips:
+        w = grid.weights(c).astype(np.float64)
+        total[:, c.row : c.row + 32, c.col : c.col + 32] += outputs[c.index] * w
+        weight[c.row : c.row + 32, c.col : c.col + 32] += w
+    rows, cols = (5, 97), (3, 149)
+    values, _ = blend_chips(grid, outputs, rows, cols)
+    expected = (total / weight)[:, 5:97, 3:149]
+    np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-4)
+
+
 def test_blend_is_the_same_whatever_region_is_asked_for():
     rng = np.random.default_rng(0)
     grid = ChipGrid(height=90, width=130, size=32, overlap=8, batch_size=2)
