@@ -33,6 +33,7 @@ from pathlib import Path
 import rasterio.shutil
 
 import geo2map
+import geo2map.exports
 import geo2map.parts
 import geo2map.pipeline
 import geo2map.translator
@@ -59,7 +60,7 @@ STAGES = [
     (geo2map.writer.SceneWriter, "write", "write block to GTiff (DEFLATE)"),
     (rasterio.shutil, "copy", "COG copy with overviews"),
     (geo2map.writer, "write_quicklook", "quicklook PNG"),
-    (geo2map.pipeline, "export_scene", "exports (qml)"),
+    (geo2map.exports, "export_scene", "exports (qml)"),
 ]
 
 

@@ -28,14 +28,12 @@ from rasterio.control import GroundControlPoint
 
 from geo2map.errors import Geo2MapError
 from geo2map.execution import TorchThreads, open_runner, threads_for_this_task
-from geo2map.exports import export_scene
 from geo2map.gdal_settings import gdal_env
 from geo2map.models.card import ModelCard
 from geo2map.models.io import DEFAULT_MODEL, load_model, model_paths
 from geo2map.parts import BlockParts, fingerprint
 from geo2map.raster import ModelGrid, read_model_window, read_output_valid
 from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset
-from geo2map.stac import write_collection
 from geo2map.tiling import (
     AxisMap,
     Block,
@@ -214,32 +212,50 @@ def run_batch(plan: ScenePlan, batch: int) -> BatchResult:
     return result
 
 
+# Output rows blended at a time: the float accumulators (C x 128 x block width, 4 MB for a
+# 1024 px block) stay in cache and are reused, where a whole block's (32 MB) was a fresh mmap
+# per task; blends are region-independent, so the result is the same (docs/benchmarks.md).
+BLEND_STRIPE = 128
+
+
 def blend_block(plan: ScenePlan, block: Block, *batches: BatchResult) -> np.ndarray:
     """Blend the chips touching the block, resample to the output grid: (4, h, w) uint8."""
-    rows, cols = plan.model_region(block)
     outputs = {k: v for b in batches for k, v in b.outputs.items()}
+    grid = plan.grid if plan.on_model_grid else None
+    with gdal_env(), rasterio.open(plan.scene.path) as ds:
+        valid = read_output_valid(
+            ds, plan.scene, grid, block.row, block.col, block.height, block.width
+        )
+    out = np.empty((4, block.height, block.width), dtype=np.uint8)
+    for top in range(0, block.height, BLEND_STRIPE):
+        stripe = Block(
+            block.row + top, block.col, min(BLEND_STRIPE, block.height - top), block.width
+        )
+        values, covered = blend_region(plan, stripe, outputs)
+        ok = valid[top : top + stripe.height] & covered
+        out[:3, top : top + stripe.height] = np.where(ok, np.rint(values[:3]), 0)
+        out[3, top : top + stripe.height] = np.where(ok, first_argmax(values[3:]), MASK_NODATA)
+    return out
+
+
+def blend_region(
+    plan: ScenePlan, region: Block, outputs: dict[int, np.ndarray | ChipPart | None]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blended values (C, h, w) and coverage (h, w) of an output-grid region."""
+    rows, cols = plan.model_region(region)
     values, covered = blend_chips(plan.chips, outputs, rows, cols)
     if plan.needs_resampling:
         # Resample values and coverage together, so uncovered model pixels carry no weight.
         stacked = np.concatenate([values * covered, covered[None].astype(np.float32)])
         stacked = resample_block(
             stacked,
-            plan.rows.taps(block.row, block.row + block.height),
-            plan.cols.taps(block.col, block.col + block.width),
+            plan.rows.taps(region.row, region.row + region.height),
+            plan.cols.taps(region.col, region.col + region.width),
             (rows[0], cols[0]),
         )
         cover = stacked[-1]
         values, covered = stacked[:-1] / np.maximum(cover, 1e-12), cover > 0
-    grid = plan.grid if plan.on_model_grid else None
-    with gdal_env(), rasterio.open(plan.scene.path) as ds:
-        valid = read_output_valid(
-            ds, plan.scene, grid, block.row, block.col, block.height, block.width
-        )
-    valid &= covered
-    out = np.empty((4, block.height, block.width), dtype=np.uint8)
-    out[:3] = np.where(valid, np.rint(values[:3]), 0).astype(np.uint8)
-    out[3] = np.where(valid, first_argmax(values[3:]), MASK_NODATA)
-    return out
+    return values, covered
 
 
 # --- driving the graph ---------------------------------------------------------------------
@@ -503,6 +519,8 @@ def translate_scene(
             seconds=time.perf_counter() - start,
             blocks_resumed=len(resumed),
         )
+        from geo2map.exports import export_scene  # geopandas: not needed on the workers
+
         export_scene(plan.scene.path, paths, summary.as_report(card, plan), options.simplify,
                      options.min_area, options.bands)  # fmt: skip
     except BaseException:
@@ -552,6 +570,8 @@ def plan_and_translate(
             progress(0, message=f"Dask dashboard: {runner.dashboard}")
         summaries = [translate_scene(p, out_dir, options, card, runner, progress) for p in plans]
     if options.stac and len(plans) > 1:
+        from geo2map.stac import write_collection
+
         write_collection([scene_paths(out_dir, p, options).stac for p in plans], collection)
         summaries[-1].outputs.append(str(collection))
     return summaries
