@@ -37,6 +37,7 @@ class LocalRunner:
         self.torch_threads: TorchThreads = torch_threads_per_task(self.workers)
 
     def submit(self, results: list, keep: list, order: int = 0) -> tuple[list, list]:
+        # ``order`` needs no priority here: dask.compute runs one group at a time
         done, kept = dask.compute(results, keep, **self.kwargs)
         return done, kept
 

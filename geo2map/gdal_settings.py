@@ -5,7 +5,7 @@ blocks on large scenes; 64 MB is plenty for tiles that are read or written once.
 set process-wide when a scene is first opened (:func:`cap_gdal_cache`), because freed cache
 blocks stay in the process: the decimated valid-pixel check of a 16k scene, run before any
 ``rasterio.Env``, filled ~780 MB of cache that the run then kept (docs/benchmarks.md,
-session 6). :func:`gdal_env` sets the same cap inside a ``with`` (per-thread config).
+session 6). :func:`gdal_env` sets it too, and the same cap inside a ``with``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ GDAL_OPTIONS = {"GDAL_CACHEMAX": GDAL_CACHE_BYTES}
 
 
 def gdal_env() -> rasterio.Env:
+    # The cache size is process-wide in GDAL: a thread leaving its Env restores the size it
+    # found, so without the process-wide cap a worker thread's exit would uncap the cache
+    # under another thread still reading.
+    cap_gdal_cache()
     return rasterio.Env(**GDAL_OPTIONS)
 
 

@@ -78,12 +78,15 @@ def test_plain_image_points_to_translate_image():
 
 
 def test_gdal_block_cache_is_64_megabytes_during_a_run():
-    from rasterio.env import get_gdal_config
+    from rasterio.env import get_gdal_config, set_gdal_config
 
     from geo2map.gdal_settings import gdal_env
 
+    set_gdal_config("GDAL_CACHEMAX", 512 * 2**20)
     with gdal_env():
         assert get_gdal_config("GDAL_CACHEMAX") == 64 * 2**20  # bytes, not 64 bytes
+    # the size is process-wide in GDAL: leaving one thread's Env must not uncap another's
+    assert get_gdal_config("GDAL_CACHEMAX") == 64 * 2**20
 
 
 def test_opening_a_scene_caps_gdal_block_cache_for_the_whole_process(scenes):
