@@ -42,6 +42,26 @@ def test_non_square_grid_chips_and_weights():
     assert flat == list(range(len(grid.chips)))
 
 
+def test_chips_touching_a_region_are_exactly_those_overlapping_it_in_grid_order():
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        size = int(rng.integers(8, 40))
+        grid = ChipGrid(
+            height=int(rng.integers(1, 200)), width=int(rng.integers(1, 200)), size=size,
+            overlap=int(rng.integers(0, size)), batch_size=4,
+        )  # fmt: skip
+        r0, c0 = int(rng.integers(0, grid.height)), int(rng.integers(0, grid.width))
+        rows = (r0, int(rng.integers(r0 + 1, grid.height + 1)))
+        cols = (c0, int(rng.integers(c0 + 1, grid.width + 1)))
+        overlapping = [
+            ch
+            for ch in grid.chips
+            if ch.row < rows[1] and ch.row + size > rows[0]
+            and ch.col < cols[1] and ch.col + size > cols[0]
+        ]  # fmt: skip
+        assert grid.chips_touching(rows, cols) == overlapping
+
+
 def test_border_chips_have_full_weight_at_the_scene_border():
     grid = ChipGrid(height=200, width=200, size=64, overlap=32, batch_size=4)
     first, last = grid.chips[0], grid.chips[-1]
