@@ -163,20 +163,15 @@ class SceneWriter:
     def finish(self) -> None:
         self.render.close()
         self.mask.close()
-        staged = [
-            (hidden(self.paths.render, "cog"), self.paths.render),
-            (hidden(self.paths.mask, "cog"), self.paths.mask),
-        ]
-        copies = [
-            (self.tmp_render, staged[0][0], "AVERAGE"),
-            (self.tmp_mask, staged[1][0], "NEAREST"),
-        ]
+        render_cog, mask_cog = hidden(self.paths.render, "cog"), hidden(self.paths.mask, "cog")
+        staged = [(render_cog, self.paths.render), (mask_cog, self.paths.mask)]
+        copies = [(self.tmp_render, render_cog, "AVERAGE"), (self.tmp_mask, mask_cog, "NEAREST")]
         # Both COGs at once: GDAL decodes, resamples overviews and writes each file on one
         # thread (only compression is multi-threaded), so one copy leaves a core idle.
         with ThreadPoolExecutor(len(copies)) as pool:
             list(pool.map(lambda c: cog_copy(*c), copies))
         tmp_png = hidden(self.paths.quicklook, "png")
-        write_quicklook(staged[0][0], staged[1][0], tmp_png)
+        write_quicklook(render_cog, mask_cog, tmp_png)
         for tmp, final in [*staged, (tmp_png, self.paths.quicklook)]:
             os.replace(tmp, final)
         self.cleanup()
