@@ -113,6 +113,23 @@ def training_running() -> bool:
         return False
 
 
+def cpu_clock() -> dict[str, float]:
+    """Seconds of CPU time since boot, all cores: total and stolen by the hypervisor (a VM's
+    host running other guests; time our threads were runnable but not run)."""
+    import psutil
+
+    t = psutil.cpu_times()
+    return {"total_s": sum(t), "steal_s": getattr(t, "steal", 0.0)}
+
+
+def steal_share(start: dict, end: dict) -> float | None:
+    """Share of the CPU time between two :func:`machine` notes that the host stole."""
+    a, b = start.get("cpu_clock"), end.get("cpu_clock")
+    if not a or not b or b["total_s"] <= a["total_s"]:
+        return None
+    return (b["steal_s"] - a["steal_s"]) / (b["total_s"] - a["total_s"])
+
+
 def machine() -> dict:
     import torch
 
@@ -134,12 +151,18 @@ def machine() -> dict:
         "loadavg_1m": os.getloadavg()[0],
         "training_running": training_running(),
         "busy_processes": busy_processes(),
+        "cpu_clock": cpu_clock(),
     }
 
 
 def report(name: str, result: dict, out: str | None) -> None:
     """Print a benchmark's result (and machine notes) as JSON, and save it if asked."""
     result = {"benchmark": name, **result, "machine_end": machine()}
+    stolen = steal_share(result.get("machine_start", {}), result["machine_end"])
+    if stolen is not None:
+        # ratios are interleaved and hold; absolute MP/s of a run with steal are pessimistic
+        result["host_steal_share"] = round(stolen, 4)
+        print(f"host stole {stolen:.1%} of the CPU time during this run", flush=True)
     text = json.dumps(result, indent=2, default=str)
     print(text)
     if out:
