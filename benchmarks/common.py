@@ -118,8 +118,10 @@ def cpu_clock() -> dict[str, float]:
     host running other guests; time our threads were runnable but not run)."""
     import psutil
 
-    t = psutil.cpu_times()
-    return {"total_s": sum(t), "steal_s": getattr(t, "steal", 0.0)}
+    t = psutil.cpu_times()._asdict()
+    # Linux counts guest time inside user and nice already: leave it out of the total
+    total = sum(v for k, v in t.items() if k not in ("guest", "guest_nice"))
+    return {"total_s": total, "steal_s": t.get("steal", 0.0)}
 
 
 def steal_share(start: dict, end: dict) -> float | None:

@@ -28,10 +28,7 @@ MASK_NODATA = 255
 TILE = 512
 # The block GTiffs are temporary: ZSTD level 1 keeps them small at a third of DEFLATE's
 # cost; the COGs get DEFLATE (readable everywhere), compressed on all cores
-# (docs/benchmarks.md, "write and COG stage"). No horizontal-differencing predictor: renders
-# are flat palette colours and masks class ids, where differences only add nonzero values
-# at every edge: without it, the 8k benchmark's render COG is 17 % and its mask 14 %
-# smaller, and the two copies take ~0.6 s less CPU (docs/benchmarks.md, session 7).
+# (docs/benchmarks.md, "write and COG stage").
 GTIFF_OPTIONS = {
     "tiled": True,
     "blockxsize": TILE,
@@ -40,6 +37,10 @@ GTIFF_OPTIONS = {
     "zstd_level": 1,
     "bigtiff": "if_safer",
 }
+# No horizontal-differencing predictor: renders are flat palette colours and masks class ids,
+# where differences only add nonzero values at every edge: without it, the 8k benchmark's
+# render COG is 17 % and its mask 14 % smaller, and the two copies take ~0.6 s less CPU
+# (docs/benchmarks.md, session 7).
 COG_OPTIONS = {
     "BLOCKSIZE": str(TILE),
     "COMPRESS": "DEFLATE",
