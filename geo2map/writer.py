@@ -175,7 +175,8 @@ class SceneWriter:
             for w in self.all_valid_windows:
                 self.render.write_mask(np.full((w.height, w.width), 255, np.uint8), window=w)
             self.all_valid_windows = None
-        self.render.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=window)
+        # uint8 scalars: a uint8 mask directly, not an 8 MB int64 temporary per block
+        self.render.write_mask(np.where(valid, np.uint8(255), np.uint8(0)), window=window)
 
     def finish(self) -> None:
         self.render.close()
