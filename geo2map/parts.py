@@ -57,7 +57,17 @@ class BlockParts:
     def save(self, block: Block, data: np.ndarray) -> None:
         final = self._path(block)
         tmp = final.with_name(f".{final.stem}.{os.getpid()}.npy")
-        np.save(tmp, data, allow_pickle=False)
+        with open(tmp, "wb") as f:
+            np.save(f, data, allow_pickle=False)
+            f.flush()
+            # On disk before the rename, so a block that looks finished is (even after a
+            # crash of the machine, not only of the job); then out of the page cache: the
+            # parts are read again only on resume, and writing each block into fresh page
+            # cache cost up to 2.2 s of CPU per 64 blocks here, against ~0.2 s this way
+            # (docs/benchmarks.md, session 8).
+            getattr(os, "fdatasync", os.fsync)(f.fileno())
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         os.replace(tmp, final)
 
     def load(self, block: Block) -> np.ndarray:
