@@ -138,7 +138,8 @@ class SceneWriter:
         self.mask = rasterio.open(self.tmp_mask, "w", **{**base, "count": 1, "nodata": MASK_NODATA})
         self.render.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
         # A render without nodata gets no mask band (GDAL then reports every pixel valid):
-        # a masked AVERAGE makes the overviews, and so the COG step, ~0.8 s slower at 8k.
+        # a masked AVERAGE made the 8k COG step ~0.8 s slower, and writing the band raised
+        # the 16k peak by ~100 MB (docs/benchmarks.md, session 8).
         # Windows written while every pixel so far was valid; None once the mask exists.
         self.all_valid_windows: list[Window] | None = []
         self.mask.write_colormap(1, self._colormap())
