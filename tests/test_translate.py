@@ -91,7 +91,8 @@ def test_render_mask_band_only_when_there_is_nodata_and_it_covers_earlier_blocks
 ):
     # Nodata only in the last of four 512 px blocks: the blocks written before the first
     # nodata pixel must still read as valid once the render gets its mask band.
-    with rasterio.open(scenes / "aerial-0.6m-epsg3857.tif") as src:
+    full = scenes / "aerial-0.6m-epsg3857.tif"
+    with rasterio.open(full) as src:
         profile, data = src.profile, src.read()
     profile.update(driver="GTiff", compress="deflate", photometric="rgb", tiled=True)
     valid_in = np.full(data.shape[1:], 255, np.uint8)
@@ -100,14 +101,13 @@ def test_render_mask_band_only_when_there_is_nodata_and_it_covers_earlier_blocks
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(collared, "w", **profile) as d:
         d.write(data)
         d.write_mask(valid_in)
-    full = scenes / "aerial-0.6m-epsg3857.tif"
     for scene in (collared, full):
         geo2map.translate(scene, tmp_path / "out", model=models(0.6), chip_size=128, overlap=32,
                           block_size=512)  # fmt: skip
-    with rasterio.open(tmp_path / "out" / "collared_render.tif") as r:
+    with rasterio.open(outputs(tmp_path / "out", collared.stem)[0]) as r:
         assert r.mask_flag_enums[0] == [rasterio.enums.MaskFlags.per_dataset]
         assert np.array_equal(r.dataset_mask() > 0, valid_in > 0)
-    with rasterio.open(tmp_path / "out" / f"{full.stem}_render.tif") as r:
+    with rasterio.open(outputs(tmp_path / "out", full.stem)[0]) as r:
         assert r.mask_flag_enums[0] == [rasterio.enums.MaskFlags.all_valid]
 
 
