@@ -56,7 +56,8 @@ class BlockParts:
 
     def save(self, block: Block, data: np.ndarray) -> None:
         final = self._path(block)
-        tmp = final.with_name(f".{final.stem}.{os.getpid()}.npy")
+        # Not ``*.npy``: a reader globbing for finished blocks must never see a half-written one.
+        tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
             np.save(f, data, allow_pickle=False)
             f.flush()
