@@ -15,6 +15,7 @@ import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import dask
@@ -75,31 +76,54 @@ class DistributedRunner:
         return handle  # a future: the data stays on the worker that has it
 
 
-# dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536. Any fixed threshold turns
-# off glibc's adaptive mmap threshold, so every large tensor of every forward is a fresh
-# mmap + page faults: a `--cluster local:2` run was 1.44x slower at 8k (docs/benchmarks.md).
-# Unset for the workers geo2map starts; README says how to do the same for `dask worker`.
-NANNY_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+# glibc malloc settings for geo2map's processes: env variable (a user's setting wins) ->
+# (mallopt parameter, value). One arena: glibc gives threads that contend for malloc arenas
+# of their own (up to 8 per core) and freed chunks stay in them, so task threads' arrays
+# piled up in several heaps (16k peak 2541 MB with 8 per core, 2098 MB with 2); a thread
+# arena's heaps are also unmapped whenever they empty, so their pages fault in afresh.
+# Thresholds: glibc maps allocations above 32 MB (a micro-batch's float activations) afresh
+# and unmaps them on free, and trims the heap top above 128 KB-64 MB. With all three, an
+# 8k run page-faulted 0.42-0.48 M times instead of 1.8-2.3 M, with 3.4-4.6 s of system CPU
+# instead of 7.5-10.2 s, for ~50 MB more peak RSS (docs/benchmarks.md, session 9). dask's
+# nanny would start workers with MALLOC_TRIM_THRESHOLD_=65536, which pins the mmap
+# threshold at 128 KB: worse still (a local:2 run was 1.44x slower).
+MALLOC_SETTINGS: dict[str, tuple[int, int]] = {
+    "MALLOC_ARENA_MAX": (-8, 1),  # M_ARENA_MAX
+    "MALLOC_MMAP_THRESHOLD_": (-3, 64 << 20),  # M_MMAP_THRESHOLD
+    "MALLOC_TRIM_THRESHOLD_": (-1, 128 << 20),  # M_TRIM_THRESHOLD
+}
+
+# the same settings for the worker processes of `--cluster local:N` (glibc reads them at
+# start); pipelines/dask/geo2map-workers.yaml carries them for `dask worker`
+NANNY_ENVIRON = {
+    f"distributed.nanny.pre-spawn-environ.{name}": value
+    for name, (_, value) in MALLOC_SETTINGS.items()
+}
 
 
-M_ARENA_MAX = -8  # glibc mallopt parameter
-MALLOC_ARENAS = 2
-
-
-def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
-    """Cap glibc's malloc arenas for this process (unless MALLOC_ARENA_MAX is set).
-
-    glibc gives threads that contend for malloc their own arenas (up to 8 per core) and
-    freed chunks stay in them, so the task threads' float arrays pile up in several heaps:
-    a 16k scene peaked at 2541 MB with the default, 2098 MB with 2 arenas, at the same
-    speed (docs/benchmarks.md, memory). Returns whether the cap was set (False off glibc).
-    """
-    if "MALLOC_ARENA_MAX" in os.environ:
-        return False
+def tune_malloc() -> list[str]:
+    """Apply :data:`MALLOC_SETTINGS` to this process, except those whose environment
+    variable the process started with. Returns the names applied (none off glibc)."""
     try:
-        return ctypes.CDLL(None).mallopt(M_ARENA_MAX, arenas) == 1
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc
-        return False
+        return []
+    users = startup_environment()
+    return [
+        name
+        for name, (param, value) in MALLOC_SETTINGS.items()
+        if name not in users and mallopt(param, value) == 1
+    ]
+
+
+def startup_environment() -> set[str]:
+    """Names in this process's environment as it started, which is what glibc read. Not
+    os.environ: dask's nanny adds its workers' settings to it when it starts them."""
+    try:
+        raw = Path("/proc/self/environ").read_bytes()
+    except OSError:  # not Linux
+        return set(os.environ)
+    return {item.split(b"=", 1)[0].decode(errors="replace") for item in raw.split(b"\0") if item}
 
 
 # torch threads per model call: one number for this process, or per worker address
@@ -164,7 +188,7 @@ def open_runner(scheduler: str, workers: int | None, cluster: str | None) -> Ite
     scheduler computes one group at a time and leaves a core idle at its end);
     ``processes`` / ``sync``: dask's local schedulers; ``cluster`` / an address:
     dask.distributed across processes or machines."""
-    limit_malloc_arenas()  # before the task threads start
+    tune_malloc()  # before the task threads start
     if cluster is None and "://" not in scheduler:
         if scheduler not in ("threads", "processes", "sync"):
             raise Geo2MapError(
