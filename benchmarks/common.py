@@ -190,6 +190,13 @@ def alternate(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, l
     return times
 
 
+def paired_ratios(times: dict[str, list[float]], num: list[str], den: str) -> list[float]:
+    """Per round: the best of the ``num`` contenders over ``den``, all timed in that round.
+    The host's speed drifts over minutes here; runs of one round are seconds apart, so their
+    ratio moves less than best-of-all over best-of-all, which pairs two lucky spells."""
+    return [min(times[k][r] for k in num) / times[den][r] for r in range(len(times[den]))]
+
+
 def run_child(cmd: list[str], env: dict | None = None) -> dict:
     """Run a measuring child process and return the JSON dict it prints last, plus the peak
     resident memory of its whole process tree sampled every 50 ms (``sampled_peak_rss_mb``).
