@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -41,30 +42,35 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     raise TimeoutError(f"waited {timeout} s for {what}")
 
 
-@pytest.fixture()
-def cluster(tmp_path):
-    """`dask scheduler` and two single-threaded `dask worker` processes (no nanny, so a
-    killed worker stays dead); always torn down."""
+@contextmanager
+def dask_cluster(*workers: tuple[str, list[str], dict[str, str] | None]):
+    """`dask scheduler` and one single-threaded `dask worker` per (name, extra arguments,
+    environment) on 127.0.0.1; yields (address, worker processes) once all have joined, and
+    always tears them down."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     procs = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", ":0"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)]  # fmt: skip
+                               "--dashboard-address", ":0"], **quiet)]  # fmt: skip
     try:
-        for i in range(2):
-            procs.append(subprocess.Popen([BIN / "dask", "worker", address, "--nthreads", "1", "--no-nanny",
-                                           "--name", f"w{i}"], stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))  # fmt: skip
-        from dask.distributed import Client
-
+        for name, args, env in workers:
+            procs.append(subprocess.Popen([BIN / "dask", "worker", address, "--nthreads", "1", *args,
+                                           "--name", name], env=env, **quiet))  # fmt: skip
         with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
+            client.wait_for_workers(len(workers), timeout=60)
         yield address, procs[1:]
     finally:
         for p in reversed(procs):
             p.kill()
         for p in procs:
             p.wait(timeout=30)
+
+
+@pytest.fixture()
+def cluster():
+    """Two workers without a nanny, so a killed worker stays dead."""
+    with dask_cluster(*[(f"w{i}", ["--no-nanny"], None) for i in range(2)]) as running:
+        yield running
 
 
 def arrays(out: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -214,25 +220,13 @@ def test_cluster_workers_serve_large_arrays_from_the_heap():
     with open_runner("threads", None, "local:1") as runner:
         assert list(runner.client.run(mmap_probe()).values()) == [0]
 
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     shipped = {**env, "DASK_CONFIG": str(Path(__file__).parents[1] / "pipelines/dask")}
-    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    procs = [subprocess.Popen([BIN / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--dashboard-address", ":0"], env=env, **quiet)]  # fmt: skip
-    try:
-        for name, worker_env in (("shipped", shipped), ("dask-default", env)):
-            procs.append(subprocess.Popen([BIN / "dask", "worker", address, "--nthreads", "1",
-                                           "--name", name], env=worker_env, **quiet))  # fmt: skip
-        with Client(address, timeout="30s") as client:
-            client.wait_for_workers(2, timeout=60)
-            names = {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
-            grew = {names[a]: n for a, n in client.run(mmap_probe()).items()}
-        assert grew["shipped"] == 0
-        assert grew["dask-default"] >= 48 << 20  # the probe tells the two apart
-    finally:
-        for p in reversed(procs):
-            p.kill()
-        for p in procs:
-            p.wait(timeout=30)
+    with (
+        dask_cluster(("shipped", [], shipped), ("dask-default", [], env)) as (address, _),
+        Client(address, timeout="30s") as client,
+    ):
+        names = {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
+        grew = {names[a]: n for a, n in client.run(mmap_probe()).items()}
+    assert grew["shipped"] == 0
+    assert grew["dask-default"] >= 48 << 20  # the probe tells the two apart
