@@ -7,6 +7,11 @@ of 2 single-thread worker processes; start-up and shut-down included, as a user 
 against the default threaded scheduler (2 threads, 1 torch thread each), interleaved.
 Also times starting + stopping the LocalCluster alone, so the per-run fixed cost can be
 told apart from the per-pixel cost. Overhead = best(cluster) / best(threads) - 1.
+
+The forkserver that local:N workers fork from (geo2map/forkserver.py) outlives a job in its
+process, as any forkserver does; it is stopped (untimed) before every run here, so that
+each cluster run starts it afresh and pays its imports, as a `geo2map translate` process
+does.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from benchmarks.common import (
     timed,
 )
 from geo2map.execution import open_runner
+from geo2map.forkserver import stop_worker_forkserver
 from geo2map.translator import cached_translator
 
 
@@ -57,6 +63,7 @@ def main() -> None:
         print(
             f"scene {1024 * args.repeats} px square ({mp:.1f} MP), model {model_note}", flush=True
         )
+        stop_worker_forkserver()
         startup = timed(cluster_start_stop)
         print(f"  LocalCluster(2) start + stop alone: {startup:.1f} s", flush=True)
         times = alternate(
@@ -65,6 +72,7 @@ def main() -> None:
                 "cluster local:2": lambda: cluster_run(scene_path, tmp / "b", model),
             },
             args.rounds,
+            before_each=stop_worker_forkserver,
         )
     best = {k: min(v) for k, v in times.items()}
     overhead = best["cluster local:2"] / best["threads (default)"] - 1

@@ -178,13 +178,20 @@ def timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def alternate(runs: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+def alternate(
+    runs: dict[str, Callable[[], object]],
+    rounds: int,
+    before_each: Callable[[], object] | None = None,
+) -> dict[str, list[float]]:
     """Time each callable ``rounds`` times, interleaved (a, b, a, b ...), so that a change
-    in background load hits every contender alike. Returns seconds per run."""
+    in background load hits every contender alike; ``before_each`` runs untimed before
+    every run. Returns seconds per run."""
     times: dict[str, list[float]] = {k: [] for k in runs}
     for r in range(rounds):
         order = list(runs) if r % 2 == 0 else list(reversed(runs))
         for k in order:
+            if before_each is not None:
+                before_each()
             times[k].append(timed(runs[k]))
             print(f"  round {r + 1}: {k:<28} {times[k][-1]:8.2f} s", flush=True)
     return times

@@ -21,6 +21,7 @@ from typing import Any
 import dask
 
 from geo2map.errors import Geo2MapError
+from geo2map.forkserver import PreloadModel, start_worker_forkserver
 
 
 class LocalRunner:
@@ -181,13 +182,35 @@ def threads_for_this_task(setting: TorchThreads | None) -> int | None:
     return setting.get(worker.address) or torch_threads_per_task(worker.state.nthreads)
 
 
+def local_worker_environment() -> dict[str, str]:
+    """The environment dask's nanny sets for `--cluster local:N` workers before it starts
+    them (:data:`NANNY_ENVIRON` over dask's defaults); a variable this process has wins."""
+    with dask.config.set(NANNY_ENVIRON):
+        # read inside: leaving the ``with`` puts dask's defaults back into this very dict
+        pre_spawn = dask.config.get("distributed.nanny.pre-spawn-environ")
+        return {k: os.environ.get(k, str(v)) for k, v in pre_spawn.items() if v is not None}
+
+
+def prepare_local_cluster(cluster: str | None, preload_model: PreloadModel | None) -> None:
+    """For `--cluster local:N`: start what its workers fork from now, so that it imports
+    while this process plans (forkserver.py). Anything else: nothing to do."""
+    if cluster is not None and cluster.startswith("local:"):
+        start_worker_forkserver(local_worker_environment(), preload_model)
+
+
 @contextmanager
-def open_runner(scheduler: str, workers: int | None, cluster: str | None) -> Iterator[Any]:
+def open_runner(
+    scheduler: str,
+    workers: int | None,
+    cluster: str | None,
+    preload_model: PreloadModel | None = None,
+) -> Iterator[Any]:
     """``threads`` (default): a dask.distributed scheduler inside this process, so blocks
     stream through futures without a barrier at each group (dask's local threaded
     scheduler computes one group at a time and leaves a core idle at its end);
     ``processes`` / ``sync``: dask's local schedulers; ``cluster`` / an address:
-    dask.distributed across processes or machines."""
+    dask.distributed across processes or machines. ``preload_model`` (CPU only) is built
+    once for all the workers of a ``local:N`` cluster."""
     tune_malloc()  # before the task threads start
     if cluster is None and "://" not in scheduler:
         if scheduler not in ("threads", "processes", "sync"):
@@ -215,8 +238,11 @@ def open_runner(scheduler: str, workers: int | None, cluster: str | None) -> Ite
         kind, _, n = cluster.partition(":")
         if kind != "local" or not n.isdigit() or int(n) < 1:
             raise Geo2MapError(f"--cluster {cluster!r}: use local:N, e.g. local:2")
+        config: dict[str, Any] = dict(NANNY_ENVIRON)
+        if start_worker_forkserver(local_worker_environment(), preload_model):
+            config["distributed.worker.multiprocessing-method"] = "forkserver"
         with (
-            dask.config.set(NANNY_ENVIRON),
+            dask.config.set(config),
             LocalCluster(
                 n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=":0"
             ) as lc,

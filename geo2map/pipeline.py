@@ -23,11 +23,18 @@ import dask
 import numpy as np
 import rasterio
 import torch
+from dask.sizeof import sizeof
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rasterio.control import GroundControlPoint
 
 from geo2map.errors import Geo2MapError
-from geo2map.execution import TorchThreads, open_runner, threads_for_this_task
+from geo2map.execution import (
+    TorchThreads,
+    open_runner,
+    prepare_local_cluster,
+    threads_for_this_task,
+)
+from geo2map.forkserver import PreloadModel
 from geo2map.gdal_settings import gdal_env
 from geo2map.models.card import ModelCard
 from geo2map.models.io import DEFAULT_MODEL, load_model, model_paths
@@ -190,6 +197,16 @@ class BatchResult:
     @property
     def computed(self) -> int:
         return sum(v is not None for v in self.outputs.values())
+
+    @property
+    def nbytes(self) -> int:
+        return sum(ChipPart.of(v).data.nbytes for v in self.outputs.values() if v is not None)
+
+
+# dask sizes what it does not know with sys.getsizeof: ~50 bytes for a batch's 16 MB. The
+# scheduler places a blend by where the bytes of its inputs are, and work stealing moves a
+# task when moving its inputs looks cheap: both need the true size.
+sizeof.register(BatchResult)(lambda result: result.nbytes)
 
 
 def run_batch(plan: ScenePlan, batch: int) -> BatchResult:
@@ -532,6 +549,17 @@ def translate_scene(
     return summary
 
 
+def worker_model(options: TranslateOptions) -> PreloadModel | None:
+    """The model local cluster workers may inherit ready-built: a CPU one, never CUDA."""
+    if pick_device(options.device).type != "cpu":
+        return None
+    weights = model_paths(options.model)[0]
+    version = f"{weights.stat().st_size}:{weights.stat().st_mtime_ns}" if weights.is_file() else ""
+    return PreloadModel(
+        options.model, options.device, options.precision, options.chip_size, version
+    )
+
+
 def plan_all(
     inputs: Sequence[str | Path], options: TranslateOptions
 ) -> tuple[ModelCard, list[ScenePlan]]:
@@ -557,6 +585,7 @@ def plan_and_translate(
     progress: Callable[..., None] | None = None,
 ) -> list[SceneSummary]:
     """Check every input and output first (nothing is written if any is bad), then translate."""
+    prepare_local_cluster(options.cluster, worker_model(options))  # starts while we plan
     card, plans = plan_all(inputs, options)
     for plan in plans:
         check_writable(scene_paths(out_dir, plan, options), options.overwrite)
@@ -565,7 +594,12 @@ def plan_and_translate(
         raise Geo2MapError(f"{collection} already exists; pass --overwrite to replace it")
     if progress:
         progress(0, sum(p.output_height * p.output_width for p in plans))
-    with gdal_env(), open_runner(options.scheduler, options.workers, options.cluster) as runner:
+    with (
+        gdal_env(),
+        open_runner(
+            options.scheduler, options.workers, options.cluster, worker_model(options)
+        ) as runner,
+    ):
         if progress and runner.dashboard:
             progress(0, message=f"Dask dashboard: {runner.dashboard}")
         summaries = [translate_scene(p, out_dir, options, card, runner, progress) for p in plans]

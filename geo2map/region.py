@@ -23,7 +23,7 @@ from shapely.geometry import box, shape
 
 from geo2map import catalog
 from geo2map.errors import Geo2MapError
-from geo2map.execution import open_runner
+from geo2map.execution import open_runner, prepare_local_cluster
 from geo2map.gdal_settings import gdal_env
 from geo2map.jobs import TranslateJob
 from geo2map.mosaic import build_vrt
@@ -34,6 +34,7 @@ from geo2map.pipeline import (
     plan_all,
     scene_paths,
     translate_scene,
+    worker_model,
 )
 from geo2map.stac import write_collection
 from geo2map.writer import atomic_write_text, check_writable, hidden
@@ -109,6 +110,7 @@ def run_job(
     """Translate every scene of the job (skipping finished ones), then mosaic, index, summary."""
     options = job.options
     out = Path(job.out)
+    prepare_local_cluster(options.cluster, worker_model(options))  # starts while we plan
     card, plans = plan_all(expand_inputs(job.inputs, job.data_root, base), options)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out)
@@ -127,7 +129,12 @@ def run_job(
         todo.append((plan, key, mine))
     if progress:
         progress(0, total=sum(p.output_height * p.output_width for p, _, _ in todo))
-    with gdal_env(), open_runner(options.scheduler, options.workers, options.cluster) as runner:
+    with (
+        gdal_env(),
+        open_runner(
+            options.scheduler, options.workers, options.cluster, worker_model(options)
+        ) as runner,
+    ):
         if progress and runner.dashboard:
             progress(0, message=f"Dask dashboard: {runner.dashboard}")
         for plan, key, mine in todo:

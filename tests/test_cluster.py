@@ -230,3 +230,26 @@ def test_cluster_workers_serve_large_arrays_from_the_heap():
         grew = {names[a]: n for a, n in client.run(mmap_probe()).items()}
     assert grew["shipped"] == 0
     assert grew["dask-default"] >= 48 << 20  # the probe tells the two apart
+
+
+def test_local_cluster_workers_start_with_the_model_built(models):
+    """`--cluster local:N` forks its workers from a server that built the job's CPU model
+    once (geo2map/forkserver.py); a spawned worker took ~7 s to import torch and build it
+    before its first batch. Another model (or none) gets a server of its own."""
+    from geo2map.execution import open_runner
+    from geo2map.forkserver import PreloadModel
+
+    def built_models_and_parent():  # defined here, so cloudpickle sends it by value
+        import os
+
+        from geo2map.translator import _cached
+
+        return _cached.cache_info().currsize, os.getppid()
+
+    model = PreloadModel(models(0.6), "cpu", "auto", 64)
+    with open_runner("threads", None, "local:1", model) as runner:
+        [(built, server)] = runner.client.run(built_models_and_parent).values()
+    with open_runner("threads", None, "local:1", None) as runner:
+        [(built_without, other_server)] = runner.client.run(built_models_and_parent).values()
+    assert (built, built_without) == (1, 0)
+    assert other_server != server
