@@ -16,6 +16,8 @@ import numpy as np
 
 
 def preload(model_json: str) -> None:
+    import distributed.worker  # noqa: F401  (what the worker process runs)
+
     import geo2map.pipeline  # noqa: F401  (torch, rasterio, dask: what every task imports)
 
     if not model_json:

@@ -215,12 +215,18 @@ def test_cluster_workers_serve_large_arrays_from_the_heap():
     """Workers of --cluster local:N, and `dask worker` started with the shipped config, get
     geo2map's malloc settings, so a forward's large arrays are not fresh mmaps (~10 % of a
     forward in page faults; dask's own nanny setting made local:2 1.44x slower)."""
-    from geo2map.execution import open_runner
-
-    with open_runner("threads", None, "local:1") as runner:
-        assert list(runner.client.run(mmap_probe()).values()) == [0]
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    # in a process of its own, like a `geo2map translate --cluster local:1` run: the first
+    # forkserver of a process must start with the settings, before dask's nanny has put
+    # them into os.environ
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from test_cluster import mmap_probe\n"
+            "from geo2map.execution import open_runner\n"
+            "with open_runner('threads', None, 'local:1') as r:\n"
+            "    print(list(r.client.run(mmap_probe()).values()))")  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], env=env,
+                         capture_output=True, text=True, timeout=180, check=True)  # fmt: skip
+    assert run.stdout.strip().splitlines()[-1] == "[0]"
+
     shipped = {**env, "DASK_CONFIG": str(Path(__file__).parents[1] / "pipelines/dask")}
     with (
         dask_cluster(("shipped", [], shipped), ("dask-default", [], env)) as (address, _),
