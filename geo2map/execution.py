@@ -191,10 +191,19 @@ def local_worker_environment() -> dict[str, str]:
         return {k: os.environ.get(k, str(v)) for k, v in pre_spawn.items() if v is not None}
 
 
+def local_cluster_size(cluster: str) -> int:
+    """N of `--cluster local:N`."""
+    kind, _, n = cluster.partition(":")
+    if kind != "local" or not n.isdigit() or int(n) < 1:
+        raise Geo2MapError(f"--cluster {cluster!r}: use local:N, e.g. local:2")
+    return int(n)
+
+
 def prepare_local_cluster(cluster: str | None, preload_model: PreloadModel | None) -> None:
-    """For `--cluster local:N`: start what its workers fork from now, so that it imports
-    while this process plans (forkserver.py). Anything else: nothing to do."""
-    if cluster is not None and cluster.startswith("local:"):
+    """For `--cluster local:N`: check N, and start what its workers fork from now, so that
+    it imports while this process plans (forkserver.py). No cluster: nothing to do."""
+    if cluster is not None:
+        local_cluster_size(cluster)
         start_worker_forkserver(local_worker_environment(), preload_model)
 
 
@@ -235,16 +244,14 @@ def open_runner(
             yield DistributedRunner(client, dashboard=False)
         return
     if cluster is not None:
-        kind, _, n = cluster.partition(":")
-        if kind != "local" or not n.isdigit() or int(n) < 1:
-            raise Geo2MapError(f"--cluster {cluster!r}: use local:N, e.g. local:2")
+        n = local_cluster_size(cluster)
         config: dict[str, Any] = dict(NANNY_ENVIRON)
         if start_worker_forkserver(local_worker_environment(), preload_model):
             config["distributed.worker.multiprocessing-method"] = "forkserver"
         with (
             dask.config.set(config),
             LocalCluster(
-                n_workers=int(n), threads_per_worker=1, processes=True, dashboard_address=":0"
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0"
             ) as lc,
             Client(lc) as client,
         ):

@@ -550,8 +550,12 @@ def translate_scene(
 
 
 def worker_model(options: TranslateOptions) -> PreloadModel | None:
-    """The model local cluster workers may inherit ready-built: a CPU one, never CUDA."""
-    if pick_device(options.device).type != "cpu":
+    """The model `--cluster local:N` workers may inherit ready-built: a CPU one, never CUDA
+    (None for every other runner)."""
+    if (
+        not (options.cluster or "").startswith("local:")
+        or pick_device(options.device).type != "cpu"
+    ):
         return None
     weights = model_paths(options.model)[0]
     version = f"{weights.stat().st_size}:{weights.stat().st_mtime_ns}" if weights.is_file() else ""
@@ -585,7 +589,8 @@ def plan_and_translate(
     progress: Callable[..., None] | None = None,
 ) -> list[SceneSummary]:
     """Check every input and output first (nothing is written if any is bad), then translate."""
-    prepare_local_cluster(options.cluster, worker_model(options))  # starts while we plan
+    preload = worker_model(options)
+    prepare_local_cluster(options.cluster, preload)  # starts while we plan
     card, plans = plan_all(inputs, options)
     for plan in plans:
         check_writable(scene_paths(out_dir, plan, options), options.overwrite)
@@ -596,9 +601,7 @@ def plan_and_translate(
         progress(0, sum(p.output_height * p.output_width for p in plans))
     with (
         gdal_env(),
-        open_runner(
-            options.scheduler, options.workers, options.cluster, worker_model(options)
-        ) as runner,
+        open_runner(options.scheduler, options.workers, options.cluster, preload) as runner,
     ):
         if progress and runner.dashboard:
             progress(0, message=f"Dask dashboard: {runner.dashboard}")

@@ -110,7 +110,8 @@ def run_job(
     """Translate every scene of the job (skipping finished ones), then mosaic, index, summary."""
     options = job.options
     out = Path(job.out)
-    prepare_local_cluster(options.cluster, worker_model(options))  # starts while we plan
+    preload = worker_model(options)
+    prepare_local_cluster(options.cluster, preload)  # starts while we plan
     card, plans = plan_all(expand_inputs(job.inputs, job.data_root, base), options)
     out.mkdir(parents=True, exist_ok=True)
     manifest = Manifest(out)
@@ -131,9 +132,7 @@ def run_job(
         progress(0, total=sum(p.output_height * p.output_width for p, _, _ in todo))
     with (
         gdal_env(),
-        open_runner(
-            options.scheduler, options.workers, options.cluster, worker_model(options)
-        ) as runner,
+        open_runner(options.scheduler, options.workers, options.cluster, preload) as runner,
     ):
         if progress and runner.dashboard:
             progress(0, message=f"Dask dashboard: {runner.dashboard}")

@@ -259,3 +259,13 @@ def test_local_cluster_workers_start_with_the_model_built(models):
         [(built_without, other_server)] = runner.client.run(built_models_and_parent).values()
     assert (built, built_without) == (1, 0)
     assert other_server != server
+
+
+@pytest.mark.parametrize("spec", ["local:x", "local:0", "remote:2"])
+def test_a_bad_cluster_spec_stops_before_any_work(scenes, models, tmp_path, spec):
+    from geo2map.errors import Geo2MapError
+
+    scene = scenes / "neon-osbs-10cm-epsg32617.tif"
+    with pytest.raises(Geo2MapError, match="use local:N"):
+        geo2map.translate(scene, tmp_path / "out", model=models(0.6), cluster=spec)
+    assert not (tmp_path / "out").exists()
