@@ -27,7 +27,7 @@ class PreloadModel:
     device: str
     precision: str
     chip_size: int
-    version: str = ""  # the weights file's size and mtime: a rewritten file is another model
+    version: str = ""  # fingerprint of the weights file: a rewritten file is another model
 
 
 # what the running forkserver preloaded (as started by this module); None: not started

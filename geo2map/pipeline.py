@@ -557,8 +557,7 @@ def worker_model(options: TranslateOptions) -> PreloadModel | None:
         or pick_device(options.device).type != "cpu"
     ):
         return None
-    weights = model_paths(options.model)[0]
-    version = f"{weights.stat().st_size}:{weights.stat().st_mtime_ns}" if weights.is_file() else ""
+    version = fingerprint(weights=model_paths(options.model)[0])  # size and mtime, as for parts
     return PreloadModel(
         options.model, options.device, options.precision, options.chip_size, version
     )
