@@ -37,7 +37,8 @@ from geo2map.execution import (
 from geo2map.forkserver import PreloadModel
 from geo2map.gdal_settings import gdal_env
 from geo2map.models.card import ModelCard
-from geo2map.models.io import DEFAULT_MODEL, load_model, model_paths
+from geo2map.models.int8_cache import checked_card
+from geo2map.models.io import DEFAULT_MODEL, model_paths
 from geo2map.parts import BlockParts, fingerprint
 from geo2map.raster import ModelGrid, read_model_window, read_output_valid
 from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset
@@ -569,7 +570,7 @@ def plan_all(
     """The model card and a plan per input; any bad input or option stops here, before work."""
     if not inputs:
         raise Geo2MapError("no input scenes given")
-    _, card = load_model(options.model)
+    card = checked_card(options.model)
     pick_precision(pick_device(options.device), options.precision, card)
     plans = [plan_scene(p, options, card) for p in inputs]
     names = [p.scene.name for p in plans]

@@ -19,8 +19,9 @@ import torch
 
 from geo2map.errors import Geo2MapError
 from geo2map.models.card import ModelCard
-from geo2map.models.int8 import engine_available, quantize
-from geo2map.models.io import DEFAULT_MODEL, load_model
+from geo2map.models.int8 import engine_available
+from geo2map.models.int8_cache import int8_model
+from geo2map.models.io import DEFAULT_MODEL, load_card, load_model
 from geo2map.tiling import pack_chip_output
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -111,17 +112,20 @@ class Translator:
     def load(
         cls, path: str | Path = DEFAULT_MODEL, device: str = "auto", precision: str = "auto"
     ) -> Translator:
-        model, card = load_model(path)
+        _, card = load_card(path)
         dev = pick_device(device)
         dtype = pick_precision(dev, precision, card)
+        model = None
         if dtype == torch.qint8:
             try:
-                model = quantize(model, card.int8)
+                model = int8_model(path, card)  # from the disk cache when built before
             except Geo2MapError as e:
                 if precision != "auto":
                     raise
                 dtype = pick_precision(dev, "auto")  # as if the card had no calibration
                 warnings.warn(f"{e}; running {dtype} instead", stacklevel=2)
+        if model is None:
+            model, _ = load_model(path)
         model = model.to(dev).eval()
         if dev.type != "mps":
             model = model.to(memory_format=torch.channels_last)

@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from geo2map.errors import Geo2MapError
-from geo2map.models.io import load_model
+from geo2map.models.int8_cache import checked_card
 from geo2map.pipeline import TranslateOptions, output_profile, plan_for, scene_array
 from geo2map.scene import inspect_scene
 from geo2map.writer import MASK_NODATA
@@ -44,7 +44,7 @@ def translate_array(
             "translate_array needs a DataArray opened from a raster file "
             "(rioxarray.open_rasterio); write in-memory arrays with da.rio.to_raster(path) first"
         )
-    _, card = load_model(options.model)
+    card = checked_card(options.model)
     bands = options.bands
     if bands is None and "band" in da.coords and da.sizes.get("band") is not None:
         chosen = [int(b) for b in np.atleast_1d(da["band"].values)]

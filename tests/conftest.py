@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,15 @@ import torch
 from geo2map.catalog import data_root
 from geo2map.models import ModelCard, build_model, save_model
 from geo2map.models.card import Architecture, InputSpec
+
+
+@pytest.fixture(scope="session", autouse=True)
+def int8_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built int8 graphs go to a cache of the test run's own (subprocesses inherit it), never
+    to the user's ~/.cache, so every run starts from an empty cache."""
+    folder = tmp_path_factory.mktemp("geo2map-cache")
+    os.environ["GEO2MAP_CACHE_DIR"] = str(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

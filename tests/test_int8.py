@@ -12,6 +12,7 @@ import torch
 import geo2map
 from geo2map.errors import Geo2MapError
 from geo2map.models.int8 import calibrate
+from geo2map.models.int8_cache import checked_card, entry_path
 from geo2map.models.io import load_model, model_paths
 from geo2map.translator import Translator, pick_device, pick_precision
 
@@ -104,3 +105,51 @@ def test_auto_falls_back_to_float_when_the_calibration_does_not_fit(
     with pytest.warns(UserWarning, match="does not fit the graph"):
         translator = Translator.load(out, "cpu", "auto")
     assert translator.dtype in (torch.bfloat16, torch.float32)
+
+
+def scene_batches(scenes: Path) -> list[np.ndarray]:
+    with rasterio.open(scenes / SCENE) as ds:
+        image = ds.read([1, 2, 3]).astype(np.float32) / 255
+    return [
+        np.stack([image[:, r : r + 256, c : c + 256] for r, c in ((0, 0), (300, 500), (700, 80))]),
+        image[None, :, 100:300, 40:352],  # another batch size and a chip that is not square
+    ]
+
+
+def test_a_second_load_takes_the_int8_graph_from_the_cache_with_the_same_outputs(
+    scenes, int8_model, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("GEO2MAP_CACHE_DIR", str(tmp_path / "cache"))
+    built = Translator.load(int8_model, "cpu", "int8")
+    assert entry_path(int8_model).is_file()
+
+    def no_float_model(*args, **kwargs):
+        raise AssertionError("the float model was built although its int8 graph is cached")
+
+    monkeypatch.setattr("geo2map.models.int8_cache.load_model", no_float_model)
+    cached = Translator.load(int8_model, "cpu", "int8")
+    assert checked_card(int8_model) == cached.card  # these files were built: they fit the card
+    for batch in scene_batches(scenes):
+        for a, b in zip(built.forward(batch), cached.forward(batch), strict=True):
+            assert np.array_equal(a, b)
+
+
+def test_a_damaged_or_unwritable_int8_cache_only_costs_the_build(
+    scenes, int8_model, tmp_path, monkeypatch
+):
+    reference = Translator.load(int8_model, "cpu", "int8")  # the session's cache
+    batch = scene_batches(scenes)[1]
+    monkeypatch.setenv("GEO2MAP_CACHE_DIR", str(tmp_path / "cache"))
+    entry = entry_path(int8_model)
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(b"half a file")
+    repaired = Translator.load(int8_model, "cpu", "int8")
+    assert np.array_equal(repaired.forward(batch)[0], reference.forward(batch)[0])
+    assert entry.stat().st_size > 1000  # built again and written over the damaged entry
+
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("GEO2MAP_CACHE_DIR", str(not_a_folder))
+    unwritable = Translator.load(int8_model, "cpu", "int8")
+    assert np.array_equal(unwritable.forward(batch)[0], reference.forward(batch)[0])
+    assert not_a_folder.read_text().startswith("a file")

@@ -66,6 +66,15 @@ def engine_available(engine: str = ENGINE) -> bool:
     return engine in torch.backends.quantized.supported_engines
 
 
+def require_engine(calibration: Int8Calibration) -> None:
+    if not engine_available(calibration.engine):
+        raise Geo2MapError(
+            f"int8 needs PyTorch's {calibration.engine!r} quantized engine, which this build "
+            "lacks; use --precision bf16 or fp32"
+        )
+    torch.backends.quantized.engine = calibration.engine
+
+
 def _prepared(model: nn.Module) -> nn.Module:
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import prepare_fx
@@ -110,11 +119,7 @@ def calibrate(model: nn.Module, batches: Iterable[torch.Tensor], images: str) ->
 
 def quantize(model: nn.Module, calibration: Int8Calibration) -> QuantizedTranslator:
     """The int8 model for ``model``'s weights and the card's calibration."""
-    if not engine_available(calibration.engine):
-        raise Geo2MapError(
-            f"int8 needs PyTorch's {calibration.engine!r} quantized engine, which this build "
-            "lacks; use --precision bf16 or fp32"
-        )
+    require_engine(calibration)
     with warnings.catch_warnings():
         # The observers saw no data (their ranges are replaced by the card's just below), and
         # torch 2.14 flags its quantized tensor API as deprecated: neither is the user's concern.

@@ -41,8 +41,8 @@ def save_model(
     return weights, card_path
 
 
-def load_model(path: str | Path = DEFAULT_MODEL) -> tuple[nn.Module, ModelCard]:
-    """Build the card's architecture and load its weights; refuse anything inconsistent."""
+def load_card(path: str | Path = DEFAULT_MODEL) -> tuple[Path, ModelCard]:
+    """The weights file and the parsed card; refuse a missing file or an invalid card."""
     weights, card_path = model_paths(path)
     for f in (weights, card_path):
         if not f.is_file():
@@ -50,10 +50,15 @@ def load_model(path: str | Path = DEFAULT_MODEL) -> tuple[nn.Module, ModelCard]:
                 f"model file {f} is missing: a model is a .safetensors file plus its .json card"
             )
     try:
-        card = ModelCard.from_json(card_path)
+        return weights, ModelCard.from_json(card_path)
     except (ValueError, OSError) as e:
         first = str(e).splitlines()[0]
         raise Geo2MapError(f"model card {card_path} is not valid: {first}") from None
+
+
+def load_model(path: str | Path = DEFAULT_MODEL) -> tuple[nn.Module, ModelCard]:
+    """Build the card's architecture and load its weights; refuse anything inconsistent."""
+    weights, card = load_card(path)
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
