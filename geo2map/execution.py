@@ -185,6 +185,11 @@ def threads_for_this_task(setting: TorchThreads | None) -> int | None:
 def local_worker_environment() -> dict[str, str]:
     """The environment dask's nanny sets for `--cluster local:N` workers before it starts
     them (:data:`NANNY_ENVIRON` over dask's defaults); a variable this process has wins."""
+    # dask.distributed adds its defaults (OMP_NUM_THREADS=1 ...) to dask.config when it is
+    # first imported. Read before that, the environment lacked them, and the forkserver
+    # started before planning was stopped and started again by open_runner: ~3 s more.
+    import distributed  # noqa: F401
+
     with dask.config.set(NANNY_ENVIRON):
         # read inside: leaving the ``with`` puts dask's defaults back into this very dict
         pre_spawn = dask.config.get("distributed.nanny.pre-spawn-environ")

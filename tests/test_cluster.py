@@ -261,6 +261,30 @@ def test_local_cluster_workers_start_with_the_model_built(models):
     assert other_server != server
 
 
+def test_workers_fork_from_the_server_started_before_planning(models):
+    """A job starts the forkserver before it plans (prepare_local_cluster), and the cluster
+    must fork its workers from that one. In a fresh process the two once disagreed about the
+    workers' environment (dask.distributed was not imported yet), so the cluster stopped
+    the first server and started another: ~3 s more per job."""
+    script = f"""
+import os
+from multiprocessing import forkserver
+from geo2map.execution import open_runner, prepare_local_cluster
+from geo2map.forkserver import PreloadModel
+if __name__ == "__main__":
+    model = PreloadModel({models(0.6)!r}, "cpu", "auto", 64)
+    prepare_local_cluster("local:1", model)
+    started = forkserver._forkserver._forkserver_pid
+    with open_runner("threads", None, "local:1", model) as runner:
+        [parent] = runner.client.run(os.getppid).values()
+    print("same server" if parent == started else "another server")
+"""
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=180
+    )
+    assert run.stdout.strip().endswith("same server"), run.stdout + run.stderr[-2000:]
+
+
 @pytest.mark.parametrize("spec", ["local:x", "local:0", "remote:2"])
 def test_a_bad_cluster_spec_stops_before_any_work(scenes, models, tmp_path, spec):
     from geo2map.errors import Geo2MapError
