@@ -3,10 +3,11 @@
 On a CPU with AVX-512 VNNI an int8 forward of the default model is ~1.8x its bf16 forward
 (docs/benchmarks.md) with the same validation scores (docs/models.md). Activation ranges are
 calibrated once, on training images, when a model is exported (``geo2map export-model
---int8``) and stored in the card as the scales and zero points of the quantized graph. At
-load time the graph is rebuilt from the float weights (FX trace + convert, about a second;
-weights are quantized per channel from the float weights, which needs no data) and the
-stored activation scales are put back.
+--int8``) and stored in the card as the scales and zero points of the quantized graph. The
+graph is built from the float weights (FX trace + convert, a few seconds; weights are
+quantized per channel from the float weights, which needs no data) and the stored
+activation scales are put back; int8_cache.py keeps the built graph on disk, so this runs
+once per model, not once per process.
 
 Static, not dynamic, quantization: every chip is quantized with the same scales, so a
 pixel's output does not depend on the chip around it and tiles stay seamless.
