@@ -75,11 +75,9 @@ def _save(model: QuantizedTranslator, card: ModelCard, entry: Path) -> None:
     tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
     try:
         with warnings.catch_warnings(), torch.inference_mode():
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("ignore")  # torch 2.14 flags torch.jit as deprecated
             script = torch.jit.trace(model.graph, (example,), check_trace=False)
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            entry.parent.mkdir(parents=True, exist_ok=True)
             torch.jit.save(script, str(tmp))
         os.replace(tmp, entry)
     except (OSError, RuntimeError) as e:  # torch.jit.save reports OS errors as RuntimeError
