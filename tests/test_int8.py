@@ -19,13 +19,18 @@ from geo2map.translator import Translator, pick_device, pick_precision
 SCENE = "dutch-aerial-25cm-epsg28992.tif"
 
 
+def scene_image(scenes: Path) -> np.ndarray:
+    """The Dutch scene's RGB scaled to [0, 1], as the pipeline feeds the model."""
+    with rasterio.open(scenes / SCENE) as ds:
+        return ds.read([1, 2, 3]).astype(np.float32) / 255
+
+
 @pytest.fixture(scope="module")
 def int8_model(scenes, models, tmp_path_factory) -> str:
     """The tiny test model with an int8 calibration from chips of a real scene."""
     src = models(0.25)
     model, card = load_model(src)
-    with rasterio.open(scenes / SCENE) as ds:
-        image = ds.read([1, 2, 3]).astype(np.float32) / 255
+    image = scene_image(scenes)
     mean = torch.tensor(card.input.mean).view(1, 3, 1, 1)
     std = torch.tensor(card.input.std).view(1, 3, 1, 1)
     chips = [torch.from_numpy(image[None, :, r : r + 256, c : c + 256].copy())
@@ -108,8 +113,7 @@ def test_auto_falls_back_to_float_when_the_calibration_does_not_fit(
 
 
 def scene_batches(scenes: Path) -> list[np.ndarray]:
-    with rasterio.open(scenes / SCENE) as ds:
-        image = ds.read([1, 2, 3]).astype(np.float32) / 255
+    image = scene_image(scenes)
     return [
         np.stack([image[:, r : r + 256, c : c + 256] for r, c in ((0, 0), (300, 500), (700, 80))]),
         image[None, :, 100:300, 40:352],  # another batch size and a chip that is not square
