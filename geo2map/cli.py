@@ -175,6 +175,9 @@ def translate(
         int | None, typer.Option(help="Dask workers (default: one per core)")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = False,
+    compress: Annotated[
+        str, typer.Option(help="COG codec: zstd (fast) or deflate (for readers without ZSTD)")
+    ] = "zstd",
     data_root: Annotated[str | None, typer.Option(help="data root for catalog names")] = None,
     vectors: Annotated[
         str | None, typer.Option(help="also write polygons: gpkg, parquet or geojson")
@@ -199,7 +202,7 @@ def translate(
             model=model, chip_size=chip_size, overlap=overlap, batch_size=batch_size,
             block_size=block_size, bands=parse_bands(bands), scale=scale, output_grid=output_grid,
             force_gsd=force_gsd, device=device, precision=precision, scheduler=scheduler, cluster=cluster,
-            workers=workers, overwrite=overwrite, vectors=vectors, simplify=simplify,
+            workers=workers, overwrite=overwrite, compress=compress, vectors=vectors, simplify=simplify,
             min_area=min_area, stac=stac, report=report,
         )  # fmt: skip
         run_translation([resolve_input(i, data_root) for i in inputs], out, options)

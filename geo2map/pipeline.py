@@ -84,6 +84,9 @@ class TranslateOptions(BaseModel):
     )
     workers: int | None = Field(default=None, ge=1)
     overwrite: bool = False
+    compress: Literal["zstd", "deflate"] = Field(
+        default="zstd", description="COG codec: zstd (fast), deflate (readable everywhere)"
+    )
     # GIS exports after the COGs (a .qml style sidecar is always written)
     vectors: Literal["gpkg", "parquet", "geojson"] | None = None
     simplify: float = Field(
@@ -512,7 +515,7 @@ def translate_scene(
     profile, gcps = output_profile(plan)
     # blocks go into the GTiffs as they arrive (the main thread is free while tasks run),
     # and into parts, so a killed run resumes; blocks resumed from parts go in first
-    writer = SceneWriter(paths, profile, card, gcps)
+    writer = SceneWriter(paths, profile, card, gcps, options.compress)
     try:
         for block in resumed:
             writer.write(block.row, block.col, parts.load(block))

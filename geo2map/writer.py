@@ -27,8 +27,7 @@ from geo2map.models.card import ModelCard
 MASK_NODATA = 255
 TILE = 512
 # The block GTiffs are temporary: ZSTD level 1 keeps them small at a third of DEFLATE's
-# cost; the COGs get DEFLATE (readable everywhere), compressed on all cores
-# (docs/benchmarks.md, "write and COG stage").
+# cost (docs/benchmarks.md, "write and COG stage").
 GTIFF_OPTIONS = {
     "tiled": True,
     "blockxsize": TILE,
@@ -43,11 +42,22 @@ GTIFF_OPTIONS = {
 # (docs/benchmarks.md, session 7).
 COG_OPTIONS = {
     "BLOCKSIZE": str(TILE),
-    "COMPRESS": "DEFLATE",
     "PREDICTOR": "NO",
     "BIGTIFF": "IF_SAFER",
     "NUM_THREADS": "ALL_CPUS",
 }
+# The COGs' codec (``--compress``). ZSTD level 1 by default: at 8k it writes both COGs with
+# ~2.5x less CPU than DEFLATE's level 6 (the COG step was the largest part of the pipeline
+# beside the model), decodes faster for every later reader, and files are ~15 % larger;
+# GDAL >= 2.3 and so QGIS read it. DEFLATE for readers built without ZSTD (docs/benchmarks.md,
+# session 12).
+COG_COMPRESSION = {
+    "zstd": {"COMPRESS": "ZSTD", "LEVEL": "1"},
+    "deflate": {"COMPRESS": "DEFLATE"},
+}
+# The COG driver first writes the overviews to a temporary ZSTD file at its default level 9;
+# level 1 there is the same pixels for less CPU (with ZSTD COGs, also the overviews' level).
+COG_CONFIG = {"ZSTD_LEVEL_OVERVIEW": "1"}
 QUICKLOOK_SIDE = 512
 
 
@@ -127,10 +137,16 @@ class SceneWriter:
     """Receives finished output blocks and turns them into the scene's COGs and quicklook."""
 
     def __init__(
-        self, paths: OutputPaths, profile: dict, card: ModelCard, gcps: tuple | None = None
+        self,
+        paths: OutputPaths,
+        profile: dict,
+        card: ModelCard,
+        gcps: tuple | None = None,
+        compress: str = "zstd",
     ) -> None:
         self.paths = paths
         self.card = card
+        self.compress = compress
         self.tmp_render = hidden(paths.render, "blocks")
         self.tmp_mask = hidden(paths.mask, "blocks")
         base = {**profile, **GTIFF_OPTIONS, "driver": "GTiff", "dtype": "uint8"}
@@ -184,7 +200,10 @@ class SceneWriter:
         self.mask.close()
         render_cog, mask_cog = hidden(self.paths.render, "cog"), hidden(self.paths.mask, "cog")
         staged = [(render_cog, self.paths.render), (mask_cog, self.paths.mask)]
-        copies = [(self.tmp_render, render_cog, "AVERAGE"), (self.tmp_mask, mask_cog, "NEAREST")]
+        copies = [
+            (self.tmp_render, render_cog, "AVERAGE", self.compress),
+            (self.tmp_mask, mask_cog, "NEAREST", self.compress),
+        ]
         # Both COGs at once: GDAL decodes, resamples overviews and writes each file on one
         # thread (only compression is multi-threaded), so one copy leaves a core idle.
         with ThreadPoolExecutor(len(copies)) as pool:
@@ -203,10 +222,16 @@ class SceneWriter:
             p.unlink(missing_ok=True)
 
 
-def cog_copy(src: Path, dst: Path, overview_resampling: str) -> None:
-    with gdal_env():  # rasterio's GDAL settings are per thread: set them in this one too
+def cog_copy(src: Path, dst: Path, overview_resampling: str, compress: str = "zstd") -> None:
+    # rasterio's GDAL settings are per thread: set them in this one too
+    with gdal_env(), rasterio.Env(**COG_CONFIG):
         rasterio.shutil.copy(
-            src, dst, driver="COG", OVERVIEW_RESAMPLING=overview_resampling, **COG_OPTIONS
+            src,
+            dst,
+            driver="COG",
+            OVERVIEW_RESAMPLING=overview_resampling,
+            **COG_OPTIONS,
+            **COG_COMPRESSION[compress],
         )
 
 

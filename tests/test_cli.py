@@ -143,6 +143,7 @@ def test_existing_outputs_are_not_overwritten(scenes, models, tmp_path):
         (("--chip-size", "100"), "not a multiple of 8"),
         (("--block-size", "700"), "multiple of 512"),
         (("--device", "tpu"), "--device 'tpu'"),
+        (("--compress", "lzw"), "compress: Input should be 'zstd' or 'deflate'"),
     ],
 )
 def test_nonsense_options(scenes, models, tmp_path, options, message):

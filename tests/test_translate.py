@@ -193,16 +193,18 @@ def test_quadrants_match_the_full_scene_away_from_their_seams(scenes, models, tm
     assert diff.mean() < 0.5 and np.percentile(diff, 99.9) <= 3
 
 
-def test_outputs_are_valid_cogs_with_palette_and_overviews(scenes, models, tmp_path):
+@pytest.mark.parametrize("compress", [None, "deflate"])
+def test_outputs_are_valid_cogs_with_palette_and_overviews(scenes, models, tmp_path, compress):
     scene = scenes / "aerial-0.6m-epsg3857.tif"
-    geo2map.translate(scene, tmp_path, model=models(0.6), chip_size=256, overlap=32)
+    codec = {"compress": compress} if compress else {}  # None: the default, ZSTD
+    geo2map.translate(scene, tmp_path, model=models(0.6), chip_size=256, overlap=32, **codec)
     render, mask, _ = outputs(tmp_path, scene.stem)
     for path in (render, mask):
         valid, errors, _ = cog_validate(str(path))
         assert valid, errors
         with rasterio.open(path) as ds:
             assert ds.overviews(1), f"{path.name} has no overviews"
-            assert ds.profile["compress"] == "deflate" and ds.profile["tiled"]
+            assert ds.profile["compress"] == (compress or "zstd") and ds.profile["tiled"]
     gdalinfo = shutil.which("gdalinfo")
     assert gdalinfo, "gdalinfo (Debian gdal-bin) is needed: .ci/run installs it"
     info = subprocess.run([gdalinfo, str(mask)], capture_output=True, text=True, check=True).stdout
