@@ -102,6 +102,13 @@ NANNY_ENVIRON = {
 }
 
 
+# dask's statistical profiler (for the dashboard's profile page) samples every task thread's
+# stack every 10 ms, under the GIL: 4.5-6 CPU-s per 8k scene on a local:2 cluster here,
+# beside ~50 of work (docs/benchmarks.md, session 12). Off on the schedulers geo2map starts;
+# a cluster joined by address keeps its own settings.
+QUIET_WORKERS = {"distributed.worker.profile.enabled": False}
+
+
 def tune_malloc() -> list[str]:
     """Apply :data:`MALLOC_SETTINGS` to this process, except those whose environment
     variable the process started with. Returns the names applied (none off glibc)."""
@@ -239,18 +246,21 @@ def open_runner(
     if cluster is None and scheduler == "threads":
         # in-process: no pickling, no extra processes, ~0.05 s to start; no memory limit
         # (the distributed default would spill or pause the worker at a share of RAM)
-        with Client(
-            processes=False,
-            n_workers=1,
-            threads_per_worker=workers or available_cpus(),
-            dashboard_address=None,
-            memory_limit=0,
-        ) as client:
+        with (
+            dask.config.set(QUIET_WORKERS),
+            Client(
+                processes=False,
+                n_workers=1,
+                threads_per_worker=workers or available_cpus(),
+                dashboard_address=None,
+                memory_limit=0,
+            ) as client,
+        ):
             yield DistributedRunner(client, dashboard=False)
         return
     if cluster is not None:
         n = local_cluster_size(cluster)
-        config: dict[str, Any] = dict(NANNY_ENVIRON)
+        config: dict[str, Any] = {**NANNY_ENVIRON, **QUIET_WORKERS}
         if start_worker_forkserver(local_worker_environment(), preload_model):
             config["distributed.worker.multiprocessing-method"] = "forkserver"
         with (
