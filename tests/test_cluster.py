@@ -234,8 +234,34 @@ def test_cluster_workers_serve_large_arrays_from_the_heap():
     ):
         names = {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
         grew = {names[a]: n for a, n in client.run(mmap_probe()).items()}
+        profiling = {names[a]: p for a, p in client.run(profiler_probe()).items()}
     assert grew["shipped"] == 0
     assert grew["dask-default"] >= 48 << 20  # the probe tells the two apart
+    # the shipped config also turns dask's profiler off (see the test below)
+    assert profiling == {"shipped": False, "dask-default": True}
+
+
+def profiler_probe():
+    """A function for Client.run: whether the worker runs dask's statistical profiler. Built
+    here so cloudpickle sends it by value."""
+
+    def samples_its_stacks(dask_worker) -> bool:
+        return "profile" in dask_worker.periodic_callbacks
+
+    return samples_its_stacks
+
+
+def test_the_schedulers_geo2map_starts_do_not_profile_their_tasks():
+    """dask's profiler samples every task thread's stack every 10 ms, under the GIL: 4.5-6
+    CPU-s per 8k scene on local:2 (docs/benchmarks.md, session 12). The in-process threaded
+    scheduler and --cluster local:N workers run without it."""
+    from geo2map.execution import open_runner
+
+    with open_runner("threads", None, None) as runner:
+        threads = list(runner.client.run(profiler_probe()).values())
+    with open_runner("threads", None, "local:1") as runner:
+        local = list(runner.client.run(profiler_probe()).values())
+    assert threads == [False] and local == [False]
 
 
 def test_local_cluster_workers_start_with_the_model_built(models):
