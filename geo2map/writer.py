@@ -48,9 +48,8 @@ COG_OPTIONS = {
 }
 # The COGs' codec (``--compress``). ZSTD level 1 by default: at 8k it writes both COGs with
 # ~2.5x less CPU than DEFLATE's level 6 (the COG step was the largest part of the pipeline
-# beside the model), decodes faster for every later reader, and files are ~15 % larger;
-# GDAL >= 2.3 and so QGIS read it. DEFLATE for readers built without ZSTD (docs/benchmarks.md,
-# session 12).
+# beside the model), for files ~15 % larger; GDAL >= 2.3, and so QGIS, reads it. DEFLATE
+# for readers built without ZSTD (docs/benchmarks.md, session 12).
 COG_COMPRESSION = {
     "zstd": {"COMPRESS": "ZSTD", "LEVEL": "1"},
     "deflate": {"COMPRESS": "DEFLATE"},
