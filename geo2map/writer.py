@@ -140,8 +140,8 @@ class SceneWriter:
         paths: OutputPaths,
         profile: dict,
         card: ModelCard,
-        gcps: tuple | None = None,
-        compress: str = "zstd",
+        gcps: tuple | None,
+        compress: str,  # a key of COG_COMPRESSION; TranslateOptions holds the default
     ) -> None:
         self.paths = paths
         self.card = card
@@ -221,7 +221,7 @@ class SceneWriter:
             p.unlink(missing_ok=True)
 
 
-def cog_copy(src: Path, dst: Path, overview_resampling: str, compress: str = "zstd") -> None:
+def cog_copy(src: Path, dst: Path, overview_resampling: str, compress: str) -> None:
     # rasterio's GDAL settings are per thread: set them in this one too
     with gdal_env(), rasterio.Env(**COG_CONFIG):
         rasterio.shutil.copy(
