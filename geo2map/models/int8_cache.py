@@ -6,7 +6,7 @@ FX-traces and converts it (~2-3 s). Every geo2map command paid that before its f
 and so did the forkserver that ``--cluster local:N`` workers fork from. The built graph is
 now saved once as TorchScript, the format PyTorch's eager-mode quantization was made to
 ship in: it loads without the model's Python classes and gives the same outputs bit for bit
-(tests/test_int8_cache.py). ``torch.save`` cannot pickle a converted FX graph.
+(tests/test_int8.py). ``torch.save`` cannot pickle a converted FX graph.
 
 An entry is named by a hash of everything its graph is built from: the bytes of the weights
 and of the card (which holds the calibration), torch's version and the quantized engine.
