@@ -328,7 +328,8 @@ def iter_blocks(
     last_use = {b: g for g, group_needs in enumerate(needs) for bs in group_needs for b in bs}
     uses = chip_uses(plan, groups, touching)
     chip_last_use = {index: max(g for g, _ in boxes) for index, boxes in uses.items()}
-    carry: dict[int, object] = {}
+    carry: dict[int, object] = {}  # batch -> its carried chips (data or a future)
+    held: dict[int, dict[int, ChipBox]] = {}  # batch -> the chip boxes its carry holds
     task_batch = dask.delayed(run_batch, pure=False)
     task_blend = dask.delayed(blend_block, pure=False)
     task_count = dask.delayed(_chip_counts, pure=False)
@@ -343,19 +344,26 @@ def iter_blocks(
             task_blend(plan, blk, *[sources[b] for b in bs])
             for blk, bs in zip(groups[g], needs[g], strict=True)
         ]
-        keep = [b for b in fresh if last_use[b] > g]
-        # carry only the chips a later group touches, cropped to the part it touches: memory
-        # then grows with a partial chip row across the scene, not with whole batches
-        carried = [
-            task_subset(lazy[b], {c.index: needed_after(uses[c.index], g)
-                                  for c in plan.chips.batch(b) if chip_last_use.get(c.index, -1) > g})
-            for b in keep
-        ]  # fmt: skip
+        # Carry only the chips a later group touches, cropped to the part it touches, and cut
+        # them again as groups pass: a chip computed early for the next group (its batch
+        # straddles the two) keeps only the rows below the strip once that group is done.
+        # Memory then holds a partial chip row across the scene (docs/benchmarks.md, session 13).
+        cuts = {}
+        for b in sources:
+            if last_use[b] > g:
+                crops = {c.index: needed_after(uses[c.index], g) for c in plan.chips.batch(b)
+                         if chip_last_use.get(c.index, -1) > g}  # fmt: skip
+                if crops != held.get(b):
+                    cuts[b] = crops
+        carried = [task_subset(sources[b], crops) for b, crops in cuts.items()]
         counts = [task_count(lazy[b]) for b in fresh]
         handle, kept = runner.submit([*block_tasks, *counts], carried, order=g)
         # a batch used for the last time by group g stays alive inside g's graph until done
         carry = {b: h for b, h in carry.items() if last_use[b] > g}
-        carry.update(zip(keep, kept, strict=True))
+        carry.update(zip(cuts, kept, strict=True))
+        held.update(cuts)
+        for b in held.keys() - carry.keys():
+            del held[b]
         return handle
 
     in_flight: deque[object] = deque()

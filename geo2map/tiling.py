@@ -205,10 +205,26 @@ class ChipPart:
         """A whole chip's output as a part starting at its corner; a part as it is."""
         return out if isinstance(out, ChipPart) else cls(out, 0, 0)
 
+    @property
+    def box(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Chip-local rows and cols this part covers."""
+        _, h, w = self.data.shape
+        return (self.row, self.row + h), (self.col, self.col + w)
+
     @classmethod
-    def crop(cls, out: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> ChipPart:
-        """A copy of chip-local rows x cols (a view would keep the whole chip alive)."""
-        return cls(out[:, rows[0] : rows[1], cols[0] : cols[1]].copy(), rows[0], cols[0])
+    def crop(
+        cls, out: np.ndarray | ChipPart, rows: tuple[int, int], cols: tuple[int, int]
+    ) -> ChipPart:
+        """Chip-local rows x cols of a chip or of a part holding them: a copy (a view would
+        keep the whole array alive), or the part itself when it is exactly that already."""
+        part = cls.of(out)
+        if part.box == (rows, cols):
+            return part
+        (r0, r1), (c0, c1) = part.box
+        if not (r0 <= rows[0] <= rows[1] <= r1 and c0 <= cols[0] <= cols[1] <= c1):
+            raise ValueError(f"crop {rows} x {cols} is outside the part's {part.box}")
+        data = part.data[:, rows[0] - r0 : rows[1] - r0, cols[0] - c0 : cols[1] - c0]
+        return cls(data.copy(), rows[0], cols[0])
 
 
 def blend_chips(

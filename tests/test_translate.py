@@ -154,6 +154,35 @@ def test_same_arrays_for_any_chunking_and_scheduler(scenes, models, tmp_path, na
     assert np.array_equal(lazy.mask.values, ref[1][0])
 
 
+def test_chips_carried_across_groups_are_cut_down_and_blend_the_same(
+    scenes, models, tmp_path, monkeypatch
+):
+    """A scene six blocks wide is computed in two groups per strip: chips computed early
+    for the next group are carried whole, then cut to the rows the next strip needs. The
+    result must equal the lazy array's, which carries nothing."""
+    from geo2map.mosaic import repeated_vrt
+    from geo2map.tiling import ChipPart
+
+    scene = repeated_vrt(scenes / "aerial-0.6m-epsg3857.tif", 3, tmp_path / "x3.vrt")
+    recuts = []
+    crop = ChipPart.crop.__func__
+
+    def spy(cls, out, rows, cols):
+        part = crop(cls, out, rows, cols)
+        if isinstance(out, ChipPart) and part is not out:
+            recuts.append(out.data.size - part.data.size)
+        return part
+
+    monkeypatch.setattr(ChipPart, "crop", classmethod(spy))
+    opts = dict(model=models(0.6), chip_size=256, overlap=32, batch_size=4, block_size=512)
+    geo2map.translate(scene, tmp_path / "out", workers=1, **opts)
+    assert recuts and all(smaller > 0 for smaller in recuts)
+    render, mask, _ = outputs(tmp_path / "out", scene.stem)
+    lazy = geo2map.translate_array(rioxarray.open_rasterio(scene, chunks=True), **opts)
+    assert np.array_equal(read(render), lazy.render.values)
+    assert np.array_equal(read(mask)[0], lazy.mask.values)
+
+
 def test_tiled_matches_whole_image_inference_away_from_the_border(scenes, models, tmp_path):
     scene = scenes / "dutch-aerial-25cm-epsg28992.tif"
     opts = dict(model=models(0.25), output_grid="model")
