@@ -329,11 +329,15 @@ def iter_blocks(
     uses = chip_uses(plan, groups, touching)
     chip_last_use = {index: max(g for g, _ in boxes) for index, boxes in uses.items()}
     carry: dict[int, object] = {}  # batch -> its carried chips (data or a future)
-    held: dict[int, dict[int, ChipBox]] = {}  # batch -> the chip boxes its carry holds
     task_batch = dask.delayed(run_batch, pure=False)
     task_blend = dask.delayed(blend_block, pure=False)
     task_count = dask.delayed(_chip_counts, pure=False)
     task_subset = dask.delayed(_only_chips, pure=False)
+
+    def still_needed(b: int, g: int) -> dict[int, ChipBox]:
+        """What the groups after ``g`` need of batch ``b``'s chips."""
+        return {c.index: needed_after(uses[c.index], g) for c in plan.chips.batch(b)
+                if chip_last_use.get(c.index, -1) > g}  # fmt: skip
 
     def submit(g: int) -> object:
         nonlocal carry
@@ -348,22 +352,19 @@ def iter_blocks(
         # them again as groups pass: a chip computed early for the next group (its batch
         # straddles the two) keeps only the rows below the strip once that group is done.
         # Memory then holds a partial chip row across the scene (docs/benchmarks.md, session 13).
+        # A carried batch holds what was still needed after group g - 1 (it was cut then, or
+        # needed the same since), so it is cut again only when that changes.
         cuts = {}
         for b in sources:
-            if last_use[b] > g:
-                crops = {c.index: needed_after(uses[c.index], g) for c in plan.chips.batch(b)
-                         if chip_last_use.get(c.index, -1) > g}  # fmt: skip
-                if crops != held.get(b):
-                    cuts[b] = crops
+            crops = still_needed(b, g) if last_use[b] > g else {}
+            if crops and (b in lazy or crops != still_needed(b, g - 1)):
+                cuts[b] = crops
         carried = [task_subset(sources[b], crops) for b, crops in cuts.items()]
         counts = [task_count(lazy[b]) for b in fresh]
         handle, kept = runner.submit([*block_tasks, *counts], carried, order=g)
         # a batch used for the last time by group g stays alive inside g's graph until done
         carry = {b: h for b, h in carry.items() if last_use[b] > g}
         carry.update(zip(cuts, kept, strict=True))
-        held.update(cuts)
-        for b in held.keys() - carry.keys():
-            del held[b]
         return handle
 
     in_flight: deque[object] = deque()
