@@ -30,19 +30,11 @@ from benchmarks.common import (
 
 
 def micro_batched(n: int) -> None:
-    """Experiment, this process only: ``Translator.predict`` runs each batch as forwards of
-    ``n`` chips (the chip grid and its batches are unchanged). Tests a suggested fix."""
-    import numpy as np
+    """Experiment, this process only: CPU forwards take ``n`` chips at a time
+    (``translator.CPU_MICRO_BATCH``; the chip grid and its batches are unchanged)."""
+    from geo2map import translator
 
-    from geo2map.translator import Translator
-
-    whole = Translator.predict
-
-    def predict(self, batch):
-        parts = [whole(self, batch[i : i + n]) for i in range(0, len(batch), n)]
-        return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
-
-    Translator.predict = predict
+    translator.CPU_MICRO_BATCH = n
 
 
 def child(repeats: int, model: str, folder: str, micro_batch: int = 0) -> None:

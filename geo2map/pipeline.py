@@ -213,8 +213,9 @@ class BatchResult:
 sizeof.register(BatchResult)(lambda result: result.nbytes)
 
 
-def run_batch(plan: ScenePlan, batch: int) -> BatchResult:
-    chips = plan.chips.batch(batch)
+def run_batch(plan: ScenePlan, batch: Sequence[int]) -> BatchResult:
+    """Read, forward and pack the chips with these indices (a task's batch)."""
+    chips = [plan.chips.chips[i] for i in batch]
     size = plan.chips.size
     inputs, kept = [], []
     with gdal_env(), rasterio.open(plan.scene.path) as ds:
@@ -229,7 +230,8 @@ def run_batch(plan: ScenePlan, batch: int) -> BatchResult:
         threads = threads_for_this_task(plan.torch_threads)
         if threads:  # torch's count is process-wide: set it for this run, every batch
             torch.set_num_threads(threads)
-        result.outputs.update(zip(kept, translator.predict_chips(inputs), strict=True))
+        outputs = translator.predict_chips(inputs, plan.chips.batch_size)
+        result.outputs.update(zip(kept, outputs, strict=True))
     return result
 
 
@@ -288,7 +290,10 @@ def scene_array(plan: ScenePlan, block_size: int):
 
     task_batch = dask.delayed(run_batch, pure=False)
     task_blend = dask.delayed(blend_block, pure=False)
-    batches = {b: task_batch(plan, b) for b in range(plan.chips.n_batches)}
+    batches = {
+        b: task_batch(plan, [c.index for c in plan.chips.batch(b)])
+        for b in range(plan.chips.n_batches)
+    }
     rows = []
     for strip in blocks(plan.output_height, plan.output_width, block_size):
         row = []
@@ -324,7 +329,9 @@ def iter_blocks(
     """
     groups = block_groups(todo, plan, group_size=max(4, 2 * runner.workers))
     touching = [[plan.chips_for(b) for b in group] for group in groups]  # one scan per block
-    needs = [[plan.chips.batches_of(chips) for chips in group] for group in touching]
+    batches = group_batches(touching, plan.chips.batch_size)
+    batch_of = {chip: b for b, chips in enumerate(batches) for chip in chips}
+    needs = [[sorted({batch_of[c.index] for c in chips}) for chips in group] for group in touching]
     last_use = {b: g for g, group_needs in enumerate(needs) for bs in group_needs for b in bs}
     uses = chip_uses(plan, groups, touching)
     chip_last_use = {index: max(g for g, _ in boxes) for index, boxes in uses.items()}
@@ -336,22 +343,21 @@ def iter_blocks(
 
     def still_needed(b: int, g: int) -> dict[int, ChipBox]:
         """What the groups after ``g`` need of batch ``b``'s chips."""
-        return {c.index: needed_after(uses[c.index], g) for c in plan.chips.batch(b)
-                if chip_last_use.get(c.index, -1) > g}  # fmt: skip
+        return {c: needed_after(uses[c], g) for c in batches[b] if chip_last_use[c] > g}
 
     def submit(g: int) -> object:
         nonlocal carry
         fresh = sorted({b for bs in needs[g] for b in bs} - carry.keys())
-        lazy = {b: task_batch(plan, b) for b in fresh}
+        lazy = {b: task_batch(plan, batches[b]) for b in fresh}
         sources = {**{b: runner.source(h) for b, h in carry.items()}, **lazy}
         block_tasks = [
             task_blend(plan, blk, *[sources[b] for b in bs])
             for blk, bs in zip(groups[g], needs[g], strict=True)
         ]
         # Carry only the chips a later group touches, cropped to the part it touches, and cut
-        # them again as groups pass: a chip computed early for the next group (its batch
-        # straddles the two) keeps only the rows below the strip once that group is done.
-        # Memory then holds a partial chip row across the scene (docs/benchmarks.md, session 13).
+        # them again as groups pass: a chip on a group's lower right corner keeps only the
+        # rows below the strip once the next group is done. Memory then holds a partial chip
+        # row across the scene (docs/benchmarks.md, sessions 13 and 14).
         # A carried batch holds what was still needed after group g - 1 (it was cut then, or
         # needed the same since), so it is cut again only when that changes.
         cuts = {}
@@ -382,6 +388,21 @@ def iter_blocks(
 
 
 ChipBox = tuple[tuple[int, int], tuple[int, int]]  # chip-local rows, cols
+
+
+def group_batches(touching: list[list[list[Chip]]], batch_size: int) -> list[tuple[int, ...]]:
+    """Chip indices per task batch: each group's chips not needed before, in grid order, cut
+    into batches of ``batch_size``. No batch holds a chip for a later group, so no chip is
+    computed early and carried whole to the group that needs it (docs/benchmarks.md,
+    session 14). Batches depend on the groups, hence on the block size; a chip's output does
+    not (Translator.predict_chips)."""
+    batches: list[tuple[int, ...]] = []
+    seen: set[int] = set()
+    for group in touching:
+        new = sorted({c.index for chips in group for c in chips} - seen)
+        seen.update(new)
+        batches += [tuple(new[i : i + batch_size]) for i in range(0, len(new), batch_size)]
+    return batches
 
 
 def chip_uses(

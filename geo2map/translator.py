@@ -26,7 +26,7 @@ from geo2map.tiling import pack_chip_output
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "int8", "bf16", "fp32")
-CPU_MICRO_BATCH = 2
+CPU_MICRO_BATCH = 1  # chips per forward on CPUs (micro_batch)
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -142,8 +142,8 @@ class Translator:
 
     @property
     def micro_batch(self) -> int:
-        """Chips per forward call. On CPUs a batch goes 2 chips at a time: the same speed, and
-        activations of 2 chips instead of 8 in memory (docs/benchmarks.md, memory)."""
+        """Chips per forward call. On CPUs each chip goes alone: as fast as 2 at a time and
+        half their activations in memory (docs/benchmarks.md, session 14)."""
         return CPU_MICRO_BATCH if self.device.type == "cpu" else 1 << 30
 
     def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,23 +152,38 @@ class Translator:
         return np.concatenate([r for r, _ in parts]), np.concatenate([p for _, p in parts])
 
     def micro_batches(
-        self, chips: Sequence[np.ndarray] | np.ndarray
+        self, chips: Sequence[np.ndarray] | np.ndarray, pad_to: int = 0
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """:meth:`forward` over ``micro_batch`` chips at a time (a batch array is sliced, not
-        copied; a list of chips is stacked a micro-batch at a time)."""
+        copied; a list of chips is stacked a micro-batch at a time), each padded with blank
+        chips to ``pad_to`` chips; the outputs are those of the real chips only."""
         step = self.micro_batch
         for i in range(0, len(chips), step):
             part = chips[i : i + step]
-            yield self.forward(part if isinstance(part, np.ndarray) else np.stack(part))
+            batch = part if isinstance(part, np.ndarray) else np.stack(part)
+            if len(batch) < pad_to:
+                blank = np.zeros((pad_to - len(batch), *batch.shape[1:]), batch.dtype)
+                batch = np.concatenate([batch, blank])
+            render, probs = self.forward(batch)
+            yield render[: len(part)], probs[: len(part)]
 
-    def predict_chips(self, chips: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def predict_chips(
+        self, chips: Sequence[np.ndarray], batch_size: int | None = None
+    ) -> list[np.ndarray]:
         """(C, H, W) inputs in [0, 1] -> one packed (3 + K, H, W) uint8 array per chip
         (:func:`pack_chip_output`), a micro-batch at a time: only one micro-batch's float
         inputs and outputs are ever alive (a whole batch of them was ~130 MB per task), and
-        each chip is its own array, so keeping some chips frees the others."""
+        each chip is its own array, so keeping some chips frees the others.
+
+        A chip's output must not depend on the chips that share its task: tasks gather the
+        chips each group of blocks needs first (pipeline.group_batches), which depends on the
+        block size. On CPUs every chip is forwarded alone. On a GPU a task's chips are one
+        forward, padded to ``batch_size`` chips, so that every forward has one shape and cuDNN
+        picks the same kernels for every batch."""
+        pad_to = batch_size if batch_size and self.device.type != "cpu" else 0
         return [
             pack_chip_output(r, p)
-            for render, probs in self.micro_batches(chips)
+            for render, probs in self.micro_batches(chips, pad_to)
             for r, p in zip(render, probs, strict=True)
         ]
 

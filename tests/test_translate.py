@@ -183,6 +183,50 @@ def test_chips_carried_across_groups_are_cut_down_and_blend_the_same(
     assert np.array_equal(read(mask)[0], lazy.mask.values)
 
 
+def test_each_task_computes_chips_for_one_group_only(scenes, models, tmp_path, monkeypatch):
+    """A chip is computed by the first group of blocks that needs it, never earlier: no task
+    mixes chips for two groups (batches in raster order did, and the chips for the later
+    group were then held whole until it ran). Every chip is computed once."""
+    from geo2map import pipeline
+    from geo2map.models.io import load_card
+    from geo2map.mosaic import repeated_vrt
+    from geo2map.tiling import blocks
+
+    scene = repeated_vrt(scenes / "aerial-0.6m-epsg3857.tif", 3, tmp_path / "x3.vrt")
+    planned, read = [], []
+    group_batches, read_window = pipeline.group_batches, pipeline.read_model_window
+
+    def plan_spy(touching, batch_size):
+        planned.extend(group_batches(touching, batch_size))
+        return planned
+
+    def read_spy(ds, grid, row, col, height, width):
+        read.append((row, col))  # tasks run in this process; their modules are shared
+        return read_window(ds, grid, row, col, height, width)
+
+    monkeypatch.setattr(pipeline, "group_batches", plan_spy)
+    monkeypatch.setattr(pipeline, "read_model_window", read_spy)
+    opts = dict(model=models(0.6), chip_size=256, overlap=32, batch_size=4, block_size=512)
+    geo2map.translate(scene, tmp_path / "out", workers=1, **opts)
+
+    plan = pipeline.plan_scene(
+        scene, pipeline.TranslateOptions(**opts), load_card(opts["model"])[1]
+    )
+    todo = [blk for strip in blocks(plan.output_height, plan.output_width, 512) for blk in strip]
+    groups = pipeline.block_groups(todo, plan, group_size=4)
+    assert len(groups) > len({blk.row for blk in todo})  # strips of two groups: the case
+    first_group = {}
+    for g, group in enumerate(groups):
+        for blk in group:
+            for chip in plan.chips_for(blk):
+                first_group.setdefault(chip.index, g)
+    assert sorted(c for batch in planned for c in batch) == sorted(first_group)
+    assert all(len({first_group[c] for c in batch}) == 1 for batch in planned)
+    assert all(0 < len(batch) <= 4 for batch in planned)
+    chips = plan.chips.chips
+    assert sorted(read) == sorted((chips[c].row, chips[c].col) for batch in planned for c in batch)
+
+
 def test_tiled_matches_whole_image_inference_away_from_the_border(scenes, models, tmp_path):
     scene = scenes / "dutch-aerial-25cm-epsg28992.tif"
     opts = dict(model=models(0.25), output_grid="model")
@@ -341,3 +385,22 @@ def test_chips_are_packed_a_micro_batch_at_a_time_into_arrays_of_their_own(model
         assert np.array_equal(chip, pack_chip_output(render[i], probs[i]))
     # a chip carried to a later block must not keep the rest of its batch alive
     assert not any(np.shares_memory(a, b) for a in packed for b in packed if a is not b)
+
+
+def test_a_chips_output_does_not_depend_on_the_chips_batched_with_it(models):
+    """Tasks batch the chips each group of blocks needs first, so which chips share a task
+    depends on the block size; the outputs must not. Padding (a GPU's forwards are padded
+    to the batch size, so every forward has one shape) must not change them either."""
+    from geo2map.translator import Translator
+
+    translator = Translator.load(models(0.6))
+    rng = np.random.default_rng(1)
+    a, b, c = (rng.random((3, 64, 64), dtype=np.float32) for _ in range(3))
+    alone = translator.predict_chips([a])[0]
+    assert np.array_equal(translator.predict_chips([a, b])[0], alone)
+    assert np.array_equal(translator.predict_chips([c, a], batch_size=4)[1], alone)
+    # micro_batches pads on any device: the outputs are the real chips', unchanged
+    [(render, probs)] = translator.micro_batches([a])
+    padded = list(translator.micro_batches([a, c], pad_to=4))
+    assert sum(len(r) for r, _ in padded) == sum(len(p) for _, p in padded) == 2
+    assert np.array_equal(padded[0][0][0], render[0]) and np.array_equal(padded[0][1][0], probs[0])
