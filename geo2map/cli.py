@@ -138,7 +138,9 @@ def translate(
     ] = str(DEFAULT_MODEL),
     chip_size: Annotated[int, typer.Option(help="chip side in model-grid pixels")] = 512,
     overlap: Annotated[int, typer.Option(help="overlap between neighbouring chips, pixels")] = 64,
-    batch_size: Annotated[int, typer.Option(help="chips per forward pass")] = 8,
+    batch_size: Annotated[
+        int, typer.Option(help="chips per task (one forward on a GPU; one chip at a time on CPU)")
+    ] = 8,
     block_size: Annotated[
         int, typer.Option(help="output block side (Dask chunk), multiple of 512")
     ] = 1024,
