@@ -157,9 +157,9 @@ def test_same_arrays_for_any_chunking_and_scheduler(scenes, models, tmp_path, na
 def test_chips_carried_across_groups_are_cut_down_and_blend_the_same(
     scenes, models, tmp_path, monkeypatch
 ):
-    """A scene six blocks wide is computed in two groups per strip: chips computed early
-    for the next group are carried whole, then cut to the rows the next strip needs. The
-    result must equal the lazy array's, which carries nothing."""
+    """A scene six blocks wide is computed in two groups per strip: a chip on a group's
+    lower right corner is carried to the next group and the next strip, then cut to the rows
+    the next strip needs. The result must equal the lazy array's, which carries nothing."""
     from geo2map.mosaic import repeated_vrt
     from geo2map.tiling import ChipPart
 
@@ -197,8 +197,9 @@ def test_each_task_computes_chips_for_one_group_only(scenes, models, tmp_path, m
     group_batches, read_window = pipeline.group_batches, pipeline.read_model_window
 
     def plan_spy(touching, batch_size):
-        planned.extend(group_batches(touching, batch_size))
-        return planned
+        batches = group_batches(touching, batch_size)
+        planned.extend(batches)
+        return batches
 
     def read_spy(ds, grid, row, col, height, width):
         read.append((row, col))  # tasks run in this process; their modules are shared
