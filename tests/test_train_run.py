@@ -25,7 +25,12 @@ TINY = [
     "train.grid_samples=1",
     "train.checkpoint_every=1",
     "train.val_every=100",
+    "data.masks=[]",
 ]
+# one small extra source with partial (road-only) labels
+ROADS = (
+    "data.masks=[{name: roads, data: roads-us, labels: road, gsd_m: [0.4, 0.5], batch: 1, val: 1}]"
+)
 # the default pipeline's smp U-Net with a tiny decoder; the others' U-Net / ResNet generators
 TINY_DEFAULT = [*TINY, "model.kwargs.decoder_channels=[16, 8, 8, 8, 8]"]
 TINY_UNET = [*TINY, "model.kwargs.base=4", "model.kwargs.depth=2"]
@@ -136,3 +141,52 @@ def test_pix2pix_tiny_run_with_patchgan(tmp_path: Path) -> None:
     with pytest.raises(Geo2MapError, match="no palette render head"):
         export(best, tmp_path / "x", palette_decode="nearest-mean")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_finetune_starts_from_weights_and_the_card_lists_every_stage(tmp_path: Path) -> None:
+    first = _run(tmp_path / "a", 1, ROADS)
+    header = (tmp_path / "a" / "log.csv").read_text().splitlines()[0]
+    assert "val_roads_road_iou" in header and "not_road" in header
+    # a second stage from the first's weights; a near-zero lr keeps the conv weights
+    second = _run(tmp_path / "b", 1, ROADS, f"model.init_from={first}", "optim.lr=1e-12")
+    from geo2map.models.io import load_model
+
+    (a, _), (b, card) = load_model(first), load_model(second)
+    wa, wb = a.state_dict(), b.state_dict()
+    key = "net.encoder.conv1.weight"
+    torch.testing.assert_close(wa[key], wb[key], rtol=0, atol=1e-6)
+    stages = card.training["stages"]
+    assert [st["steps"] for st in stages] == [1, 1] and card.training["cumulative_steps"] == 2
+    assert card.training["init_from"] == str(first)
+    assert "roads" in card.training["validation_split"]
+
+    # a start model of another architecture is refused, naming both
+    with pytest.raises(
+        Geo2MapError,
+        match=r"init_from .* is smp-unet .*\[16, 8, 8, 8, 8\].* but this pipeline trains smp-unet .*\[32, 8, 8, 8, 8\]",
+    ):
+        _run(
+            tmp_path / "c",
+            1,
+            f"model.init_from={first}",
+            "model.kwargs.decoder_channels=[32, 8, 8, 8, 8]",
+        )
+
+
+def test_device_cuda_without_cuda_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the refusal cannot happen here")
+    r = subprocess.run(
+        [sys.executable, "-m", "geo2map.cli", "train", str(ROOT / "pipelines" / "train-default.yaml"),
+         "--device", "cuda", "--set", f"out_dir={tmp_path}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "error: --device cuda: no CUDA device is available here (torch.cuda.is_available() is "
+        "False); use --device cpu or auto"
+    ]
+    assert not (tmp_path / "checkpoints").exists()

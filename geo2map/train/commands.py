@@ -22,11 +22,16 @@ def register_commands(app: typer.Typer) -> None:
             typer.Option("--set", help="override a key, e.g. --set train.steps=10 (repeatable)"),
         ] = None,
         no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
+        device: Annotated[
+            str | None,
+            typer.Option(help="auto, cpu or cuda (default: the YAML's device, else auto)"),
+        ] = None,
     ) -> None:
         """Train (or resume) the model a pipeline YAML describes; checkpoints resume after a kill."""
         from geo2map.train import run
 
-        best = run(pipeline, set_ or [], progress=not no_progress)
+        overrides = [*(set_ or []), *([f"device={device}"] if device else [])]
+        best = run(pipeline, overrides, progress=not no_progress)
         typer.echo(f"best model: {best}")
 
     @app.command("evaluate")
@@ -50,10 +55,25 @@ def register_commands(app: typer.Typer) -> None:
         precision: Annotated[
             str, typer.Option(help="bf16, or int8 (needs the card's int8 calibration)")
         ] = "bf16",
+        pipeline: Annotated[
+            Path | None,
+            typer.Option(
+                help="score every validation split of this training YAML, at the model's GSD"
+            ),
+        ] = None,
+        native: Annotated[
+            bool, typer.Option("--native", help="with --pipeline: images at their own size")
+        ] = False,
     ) -> None:
         """Metrics table (RMSE, acc5/10, SSIM, IoUs) and a picture grid for a saved model."""
         from geo2map.train.evaluate import evaluate as run_eval
-        from geo2map.train.evaluate import metrics_table
+        from geo2map.train.evaluate import evaluate_pipeline, metrics_table
+
+        if pipeline is not None:
+            scores = evaluate_pipeline(model, pipeline, out, native=native)
+            for k, v in scores.items():
+                typer.echo(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+            return
 
         result = run_eval(
             model, pairs, masks, out, all_files=all_files, limit=limit, precision=precision

@@ -18,6 +18,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class MaskSourceConfig(_Strict):
+    """A folder (or catalog name) of img/ + mask/ files of any size, e.g. the Dubai tiles."""
+
+    name: str = Field(description="short name, used in logs and the card's validation split")
+    data: str = Field(description="catalog name or folder with img/ and mask/")
+    labels: Literal["classes", "road"] = Field(
+        default="classes", description="classes: ids 0..4 (255 unlabelled); road: 1 road, 0 not"
+    )
+    gsd_m: tuple[float, float] = Field(description="pixel size range of the source, metres")
+    batch: int = Field(default=2, ge=0, description="crops per step")
+    val: int = Field(default=8, ge=1, description="files held out for validation")
+
+
 class DataConfig(_Strict):
     # A catalog name (data_catalog.yaml) or a folder path. landcover may be null.
     moscow: str = "osm-moscow-pairs"
@@ -34,12 +47,36 @@ class DataConfig(_Strict):
         default=(1.0, 1.0), description="LandCover.ai batches resized by a factor in this range"
     )
     limit_train: int | None = Field(default=None, ge=1, description="use only the first N (tests)")
+    # Ground sample distance of the sources: crops are resampled to model.gsd_m, as inference
+    # resamples scenes. null = use the source at its native size.
+    moscow_gsd_m: tuple[float, float] | None = Field(
+        default=None, description="pixel size range of the Moscow pairs (0.672 m at zoom 17)"
+    )
+    landcover_gsd_m: tuple[float, float] | None = Field(
+        default=None, description="pixel size range of the LandCover.ai chips"
+    )
+    scale_jitter: float = Field(
+        default=0.0, ge=0, lt=1, description="extra log-uniform scale change, +-this fraction"
+    )
+    degrade: float = Field(
+        default=0.0, ge=0, le=1, description="probability of each of gamma/haze/blur/noise/JPEG"
+    )
+    masks: list[MaskSourceConfig] = Field(
+        default_factory=list, description="more image + mask sources (Dubai, US roads)"
+    )
+    workers: int = Field(
+        default=0, ge=0, description="DataLoader worker processes preparing batches ahead"
+    )
 
 
 class ModelConfig(_Strict):
     name: str = "unet"
     kwargs: dict[str, Any] = Field(default_factory=dict)
     gsd_m: float = Field(default=0.6, gt=0)
+    init_from: str | None = Field(
+        default=None,
+        description="start from these weights ('default' = the shipped model, or a model path)",
+    )
     mean: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5])
 
@@ -61,6 +98,11 @@ class LossConfig(_Strict):
     )
     moscow_mask: float = Field(
         default=0.2, ge=0, description="weight of OSM-derived masks vs LandCover.ai"
+    )
+    render_from_masks: float = Field(
+        default=0.0,
+        ge=0,
+        description="render CE on mask-only samples: the palette colours of the pixel's class",
     )
     cycle: float = Field(default=10.0, ge=0)
     identity: float = Field(default=0.5, ge=0)
@@ -92,6 +134,10 @@ class PipelineConfig(_Strict):
     mode: Literal["pix2pix", "cyclegan"] = "pix2pix"
     description: str = ""
     seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto", description="auto: CUDA when available, else CPU"
+    )
+    compile: bool = Field(default=False, description="torch.compile the generator")
     threads: int | None = Field(
         default=None, ge=1, description="torch threads; null = torch default"
     )

@@ -22,7 +22,14 @@ from geo2map.models.registry import build_model
 from geo2map.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from geo2map.train.config import PipelineConfig
 from geo2map.train.data import augment, collate
-from geo2map.train.loop import Datasets, lr_factor, make_card, model_kwargs, validate_and_keep_best
+from geo2map.train.loop import (
+    Datasets,
+    lr_factor,
+    make_card,
+    model_kwargs,
+    train_device,
+    validate_and_keep_best,
+)
 from geo2map.train.losses import dice_loss, gan_loss, masked_ce
 from geo2map.train.runlog import RunLog
 
@@ -64,6 +71,7 @@ def _cl(x: torch.Tensor) -> torch.Tensor:
 def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = train_device(cfg.device)
     out = Path(cfg.out_dir)
     ckdir = out / "checkpoints"
     data = Datasets(cfg)
@@ -81,7 +89,7 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
         "D_sat": {"name": dname, "kwargs": dkw},
     }
     modules = {
-        k: build_model(Architecture(**a)).to(memory_format=torch.channels_last)
+        k: build_model(Architecture(**a)).to(device=device, memory_format=torch.channels_last)
         for k, a in archs.items()
     }
     G, Fm, D_map, D_sat = modules["G"], modules["F"], modules["D_map"], modules["D_sat"]
@@ -93,8 +101,8 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
         ),
     }
     pools = {"map": ImagePool(cfg.train.pool_size), "sat": ImagePool(cfg.train.pool_size)}
-    mean = torch.tensor(cfg.model.mean).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.model.std).view(1, 3, 1, 1)
+    mean = torch.tensor(cfg.model.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.model.std, device=device).view(1, 3, 1, 1)
 
     def sat_to_unit(x: torch.Tensor) -> torch.Tensor:  # normalized input -> [0, 1]
         return x * std + mean
@@ -112,7 +120,7 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     log = RunLog(cfg, out, ["loss_g", "gan_g", "cycle", "identity", "mask", "loss_d"], start,
                  elapsed0, progress, postfix=("loss_g", "loss_d"))  # fmt: skip
-    amp = {"device_type": "cpu", "dtype": torch.bfloat16, "enabled": cfg.train.bf16}
+    amp = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": cfg.train.bf16}
     n = max(1, cfg.data.moscow_batch)
     for step in log.steps():
         for m in modules.values():
@@ -126,8 +134,8 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
         ds = data.moscow_train
         sats = [augment(ds[int(i)], rs, cfg.data.crop) for i in rs.integers(0, len(ds), n)]
         maps = [augment(ds[int(j)], rm, cfg.data.crop) for j in rm.integers(0, len(ds), n)]
-        real_sat = collate(sats, cfg.model.mean, cfg.model.std)["image"]
-        real_map = _cl(collate(maps, cfg.model.mean, cfg.model.std)["map_rgb"])  # [0, 1]
+        real_sat = _cl(collate(sats, cfg.model.mean, cfg.model.std)["image"].to(device))
+        real_map = _cl(collate(maps, cfg.model.mean, cfg.model.std)["map_rgb"].to(device))
         with torch.autocast(**amp):
             fake_map = G(real_sat)["render"].float()
             rec_sat = unit_to_sat(Fm(_cl(unit_to_sat(fake_map)))["render"].float())
@@ -156,7 +164,10 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
                 rl = np.random.default_rng([cfg.seed, step, 4])
                 chips = [augment(data.lc_train[int(i)], rl, cfg.data.crop)
                          for i in rl.integers(0, len(data.lc_train), cfg.data.landcover_batch)]  # fmt: skip
-                cb = collate(chips, cfg.model.mean, cfg.model.std)
+                cb = {
+                    k: v.to(device)
+                    for k, v in collate(chips, cfg.model.mean, cfg.model.std).items()
+                }
                 lg = G(cb["image"])["mask_logits"]
                 parts["mask"] = L.mask_ce * masked_ce(lg, cb["mask"]) + L.mask_dice * dice_loss(
                     lg, cb["mask"]
@@ -183,7 +194,16 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
         def validate(row: dict[str, Any], done: int = done) -> None:
             nonlocal best
             best = validate_and_keep_best(
-                cfg, G, kw_g, data, out, done, log.elapsed(), best, row, log.fields
+                cfg,
+                G,
+                kw_g,
+                data,
+                out,
+                done,
+                {"step": done, "elapsed_s": round(log.elapsed(), 1)},
+                best,
+                row,
+                log.fields,
             )
 
         def checkpoint(done: int = done) -> None:

@@ -16,10 +16,14 @@ import torch
 from PIL import Image
 
 from geo2map.errors import Geo2MapError
+from geo2map.train.augment import degrade, flip_rotate, jitter_colours, resampled_window
 from geo2map.train.palette import MAX_SNAP_DISTANCE, palette_class, snap_to_palette
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
 IGNORE_LABEL = 255
+# "any class but road": what a road / not-road mask says about its 0 pixels (partial labels)
+NOT_ROAD = 254
+ROAD_CLASS = 4
 
 
 def _images(folder: Path) -> dict[str, Path]:
@@ -126,50 +130,53 @@ class LandCoverChips:
         return self._cache[i]
 
 
-def jitter_colours(image: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
-    """Random brightness, contrast, saturation and per-band gain (white balance).
+class MaskTiles(LandCoverChips):
+    """img/NAME.* + mask/NAME.png of any size, with two kinds of labels:
 
-    Aerial imagery from another sensor, season or processing chain differs mostly in these:
-    without jitter the model learns the colours of its two training sources and reads an
-    unseen scene's tones as the wrong class.
+    - ``classes``: geo2map class ids 0..4, 255 unlabelled (the Dubai tiles);
+    - ``road``: 1 road, 0 not road (the US city tiles). 0 becomes NOT_ROAD: such a pixel is
+      known not to be road, nothing more, so the losses never call it "other".
     """
-    if strength <= 0:
-        return image
-    j = strength
-    x = image.astype(np.float32) / 255
-    x = x * rng.uniform(1 - j, 1 + j) * rng.uniform(1 - j / 3, 1 + j / 3, size=3)
-    mean = x.mean()
-    x = (x - mean) * rng.uniform(1 - j, 1 + j) + mean
-    grey = x.mean(axis=2, keepdims=True)
-    x = grey + (x - grey) * rng.uniform(1 - j, 1 + j)
-    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+    def __init__(self, root: str | Path, labels: str, names: list[str] | None = None) -> None:
+        if labels not in ("classes", "road"):
+            raise Geo2MapError(f"mask labels {labels!r}: use 'classes' or 'road'")
+        super().__init__(root, names)
+        self.labels = labels
+
+    def __getitem__(self, i: int) -> Sample:
+        if i not in self._cache:
+            s = super().__getitem__(i)
+            if s.image.shape[:2] != s.mask.shape[:2]:
+                raise Geo2MapError(
+                    f"image {self.paths[i][0]} is {s.image.shape[1]}x{s.image.shape[0]} but its "
+                    f"mask {self.paths[i][1]} is {s.mask.shape[1]}x{s.mask.shape[0]}: "
+                    "they must cover the same pixels"
+                )
+            if self.labels == "road":
+                m = np.where(s.mask > 0, ROAD_CLASS, NOT_ROAD).astype(np.uint8)
+                self._cache[i] = Sample(s.image, mask=m)
+        return self._cache[i]
 
 
 def augment(
-    s: Sample, rng: np.random.Generator, crop: int | None, colour_jitter: float = 0.0
+    s: Sample,
+    rng: np.random.Generator,
+    crop: int | None,
+    colour_jitter: float = 0.0,
+    factor: float = 1.0,
+    degrade_p: float = 0.0,
 ) -> Sample:
-    """The same random crop, flips and rot90 for the image and every target; colour jitter
-    (image only) when ``colour_jitter`` > 0."""
-    h, w = s.image.shape[:2]
-    if crop is not None and (h > crop or w > crop):
-        y = int(rng.integers(0, h - crop + 1))
-        x = int(rng.integers(0, w - crop + 1))
-    else:
-        y = x = 0
-        crop = max(h, w)
-    k = int(rng.integers(0, 4))
-    flip = bool(rng.integers(0, 2))
-
-    def t(a: np.ndarray | None) -> np.ndarray | None:
-        if a is None:
-            return None
-        a = a[y : y + crop, x : x + crop]
-        if flip:
-            a = a[:, ::-1]
-        return np.ascontiguousarray(np.rot90(a, k, axes=(0, 1)))
-
-    image = jitter_colours(t(s.image), rng, colour_jitter)
-    return Sample(image, t(s.map_rgb), t(s.map_index), t(s.mask))
+    """A random ``crop`` window seen at ``factor`` x the source's size (1: native size), one
+    flip + rot90 for the image and every target, then colour jitter and degradations
+    (image only). ``crop=None`` keeps the whole sample."""
+    arrays = [s.image, s.map_rgb, s.map_index, s.mask]
+    if crop is None:
+        crop = max(s.image.shape[:2])
+    arrays = resampled_window(arrays, rng, crop, factor)
+    image, map_rgb, map_index, mask = flip_rotate(arrays, rng)
+    image = degrade(jitter_colours(image, rng, colour_jitter), rng, degrade_p)
+    return Sample(image, map_rgb, map_index, mask)
 
 
 def rescale_batch(batch: dict[str, torch.Tensor], size: int) -> dict[str, torch.Tensor]:

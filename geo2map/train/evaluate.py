@@ -8,6 +8,7 @@ for the GcGAN-protocol metrics (see metrics.py).
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from geo2map.errors import Geo2MapError
-from geo2map.train.data import LandCoverChips, MoscowPairs, list_pairs
+from geo2map.train.data import NOT_ROAD, ROAD_CLASS, LandCoverChips, MoscowPairs, list_pairs
 from geo2map.train.metrics import (
     confusion,
     iou_from_confusion,
@@ -30,6 +31,7 @@ from geo2map.train.palette import PALETTE_RGB
 CLASS_NAMES = ["other", "building", "vegetation", "water", "road"]
 MASK_COLOURS = np.zeros((256, 3), np.uint8)  # ignored pixels (255) show black
 MASK_COLOURS[:5] = [[230, 230, 230], [200, 80, 60], [80, 170, 70], [60, 120, 220], [250, 210, 80]]
+MASK_COLOURS[254] = [120, 120, 120]  # NOT_ROAD: any class but road
 
 
 @torch.no_grad()
@@ -40,16 +42,55 @@ def predict(
     std: list[float],
     bf16: bool = True,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """uint8 (H, W, 3) images -> (render uint8 (H, W, 3), class mask (H, W)) per image."""
+    """uint8 (H, W, 3) images of one size -> (render uint8 (H, W, 3), class mask (H, W)) each,
+    on the model's device, as inference runs it (eval mode, bf16 autocast, channels_last)."""
     model.eval()
+    device = next(model.parameters()).device
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
     x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    x = x.to(device).contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         out = model(x)
-    render = (out["render"].float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
-    mask = out["mask_logits"].float().argmax(1).numpy()
-    return list(render), list(mask)
+    render = (out["render"].float().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1)
+    mask = out["mask_logits"].float().argmax(1)
+    return list(render.cpu().numpy()), list(mask.cpu().numpy())
+
+
+def _resize(a: np.ndarray, hw: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    if a.shape[:2] == hw:
+        return a
+    mode = Image.NEAREST if nearest else Image.BILINEAR
+    return np.asarray(Image.fromarray(a).resize((hw[1], hw[0]), mode))
+
+
+def predict_at_gsd(
+    model: nn.Module,
+    image: np.ndarray,
+    factor: float,
+    mean: list[float],
+    std: list[float],
+    tile: int = 512,
+    multiple: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One image of any size, as the pipeline sees it: resized by ``factor`` to the model's
+    GSD, run in ``tile``-pixel tiles (padded by reflection to the model's multiple), and the
+    render and mask resized back to the image's own grid (nearest for the mask)."""
+    h, w = image.shape[:2]
+    hw = (max(1, round(h * factor)), max(1, round(w * factor)))
+    x = _resize(image, hw)
+    render = np.zeros((*hw, 3), np.uint8)
+    mask = np.zeros(hw, np.int64)
+    for y0 in range(0, hw[0], tile):
+        for x0 in range(0, hw[1], tile):
+            win = x[y0 : y0 + tile, x0 : x0 + tile]
+            th, tw = win.shape[:2]
+            ph, pw = -th % multiple, -tw % multiple
+            if ph or pw:
+                win = np.pad(win, ((0, ph), (0, pw), (0, 0)), mode="symmetric")
+            r, m = predict(model, [win], mean, std)
+            render[y0 : y0 + th, x0 : x0 + tw] = r[0][:th, :tw]
+            mask[y0 : y0 + th, x0 : x0 + tw] = m[0][:th, :tw]
+    return _resize(render, (h, w)), _resize(mask.astype(np.uint8), (h, w), nearest=True)
 
 
 def score_pairs(
@@ -60,13 +101,16 @@ def score_pairs(
     limit: int | None = None,
     batch: int = 2,
     keep: int = 0,
+    factor: float = 1.0,
 ) -> tuple[dict[str, float], list[tuple[np.ndarray, ...]]]:
+    """GcGAN render metrics and OSM-derived mask IoUs; ``factor`` != 1 runs each image at the
+    model's GSD (``predict_at_gsd``), 1 at its native size."""
     rows, kept = [], []
     cm = np.zeros((5, 5), np.int64)
     n = len(ds) if limit is None else min(limit, len(ds))
     for i in range(0, n, batch):
         samples = [ds[j] for j in range(i, min(n, i + batch))]
-        renders, masks = predict(model, [s.image for s in samples], mean, std)
+        renders, masks = _predict_samples(model, samples, mean, std, factor)
         for s, r, m in zip(samples, renders, masks, strict=True):
             rows.append(render_metrics(to_eval_size(s.map_rgb), to_eval_size(r)))
             cm += confusion(s.mask, m, 5)
@@ -77,6 +121,16 @@ def score_pairs(
     return out, kept
 
 
+def _predict_samples(
+    model: nn.Module, samples: list[Any], mean: list[float], std: list[float], factor: float
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    same_size = len({s.image.shape for s in samples}) == 1
+    if factor == 1.0 and same_size and all(d % 32 == 0 for d in samples[0].image.shape[:2]):
+        return predict(model, [s.image for s in samples], mean, std)
+    outs = [predict_at_gsd(model, s.image, factor, mean, std) for s in samples]
+    return [o[0] for o in outs], [o[1] for o in outs]
+
+
 def score_chips(
     model: nn.Module,
     ds: LandCoverChips,
@@ -85,15 +139,22 @@ def score_chips(
     limit: int | None = None,
     batch: int = 8,
     keep: int = 0,
+    factor: float = 1.0,
 ) -> tuple[dict[str, float], list[tuple[np.ndarray, ...]]]:
+    """Per-class IoU and mIoU over the chips (labels 255 ignored); for road / not-road labels
+    (NOT_ROAD) only ``iou_road`` means something: road against everything else."""
     cm = np.zeros((5, 5), np.int64)
     kept = []
     n = len(ds) if limit is None else min(limit, len(ds))
     for i in range(0, n, batch):
         samples = [ds[j] for j in range(i, min(n, i + batch))]
-        renders, masks = predict(model, [s.image for s in samples], mean, std)
+        renders, masks = _predict_samples(model, samples, mean, std, factor)
         for s, r, m in zip(samples, renders, masks, strict=True):
-            cm += confusion(s.mask, m, 5)
+            target = s.mask
+            if (target == NOT_ROAD).any():  # binary road labels: score road vs not-road
+                target = np.where(target == NOT_ROAD, 0, target)
+                m = np.where(m == ROAD_CLASS, ROAD_CLASS, 0)
+            cm += confusion(target, m, 5)
             if len(kept) < keep:
                 kept.append((s.image, MASK_COLOURS[s.mask], r, MASK_COLOURS[m]))
     return iou_from_confusion(cm, CLASS_NAMES), kept
@@ -209,8 +270,47 @@ def evaluate(
     return result
 
 
-def hardware() -> str:
-    """CPU model and thread count, for the model card."""
+def evaluate_pipeline(
+    model_path: str | Path,
+    pipeline: str | Path,
+    out_dir: str | Path | None = None,
+    native: bool = False,
+) -> dict[str, float]:
+    """Score a saved model on every validation split of a training pipeline (Moscow pairs,
+    LandCover.ai, the ``data.masks`` sources), all files, at the model's GSD (``native``: at
+    the files' own size). The splits are salted hashes of file names, so any model is scored
+    on the same files; writes ``metrics.json`` and ``grid.png`` to ``out_dir``."""
+    from geo2map.models.io import load_model
+    from geo2map.train.config import load_config
+    from geo2map.train.loop import Datasets, validate
+
+    cfg = load_config(pipeline)
+    model, card = load_model(model_path)
+    d = cfg.data
+    cfg = cfg.model_copy(
+        update={
+            "model": cfg.model.model_copy(
+                update={"gsd_m": card.input.gsd_m, "mean": card.input.mean, "std": card.input.std}
+            ),
+            "train": cfg.train.model_copy(
+                update={
+                    "val_moscow": d.moscow_val,
+                    "val_landcover": d.landcover_val,
+                    "grid_samples": 4,
+                }  # fmt: skip
+            ),
+        }
+    )
+    out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp())
+    val = validate(cfg, model, Datasets(cfg), out / "grid.png", native=native)
+    result = {"model": str(model_path), "protocol": "native" if native else "model-gsd", **val}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def hardware(device: str = "cpu") -> str:
+    """CPU model and thread count (and the GPU when training ran on CUDA), for the card."""
     import os
     import platform
 
@@ -222,7 +322,8 @@ def hardware() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, no GPU"
+    gpu = torch.cuda.get_device_name() if device == "cuda" else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, {gpu}"
 
 
 def metrics_table(result: dict[str, Any]) -> str:

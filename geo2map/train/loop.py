@@ -9,6 +9,8 @@ on the masks derived from the OSM colours.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,14 @@ from geo2map.errors import Geo2MapError
 from geo2map.models.card import Architecture, InputSpec, ModelCard
 from geo2map.models.io import save_model
 from geo2map.models.registry import build_model
+from geo2map.train.augment import draw_factor
 from geo2map.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
-from geo2map.train.config import PipelineConfig
+from geo2map.train.config import MaskSourceConfig, PipelineConfig
 from geo2map.train.data import (
+    NOT_ROAD,
+    ROAD_CLASS,
     LandCoverChips,
+    MaskTiles,
     MoscowPairs,
     augment,
     collate,
@@ -32,7 +38,7 @@ from geo2map.train.data import (
     split_names,
 )
 from geo2map.train.evaluate import save_grid, score_chips, score_pairs
-from geo2map.train.losses import dice_loss, gan_loss, masked_ce
+from geo2map.train.losses import class_set_nll, dice_loss, gan_loss, masked_ce, membership
 from geo2map.train.palette import OSM_PALETTE, PALETTE_CLASS, PALETTE_RGB
 from geo2map.train.runlog import RunLog
 
@@ -72,6 +78,19 @@ def lr_factor(cfg: PipelineConfig, step: int) -> float:
     return 1.0
 
 
+@dataclass
+class MaskSource:
+    """An extra image + mask source (``data.masks``) split into train and validation files."""
+
+    cfg: MaskSourceConfig
+    train: MaskTiles
+    val: MaskTiles
+
+
+def gsd_centre(gsd: tuple[float, float] | None) -> float | None:
+    return None if gsd is None else math.sqrt(gsd[0] * gsd[1])
+
+
 class Datasets:
     """Train/val datasets with the fixed split; names are recorded in the model card."""
 
@@ -93,26 +112,47 @@ class Datasets:
                 tr2 = tr2[: d.limit_train]
             self.lc_train = LandCoverChips(self.lc_root, tr2)
             self.lc_val = LandCoverChips(self.lc_root, va2)
+        self.masks: list[MaskSource] = []
+        for mc in d.masks:
+            root = data_path(mc.data)
+            names = MaskTiles(root, mc.labels).names
+            tr3, va3 = split_names(names, mc.val)
+            if d.limit_train:
+                tr3 = tr3[: d.limit_train]
+            self.masks.append(
+                MaskSource(mc, MaskTiles(root, mc.labels, tr3), MaskTiles(root, mc.labels, va3))
+            )
 
     def split_record(self) -> dict[str, list[str]]:
         rec = {"moscow": self.moscow_val.names}
         if self.lc_val is not None:
             rec["landcover"] = self.lc_val.names
+        for m in self.masks:
+            rec[m.cfg.name] = m.val.names
         return rec
 
+    def sources(self, cfg: PipelineConfig) -> list[tuple[Any, int, tuple[float, float] | None]]:
+        """(train dataset, crops per step, pixel size range or None = native) per source."""
+        d = cfg.data
+        out = [(self.moscow_train, d.moscow_batch, d.moscow_gsd_m)]
+        if self.lc_train is not None:
+            out.append((self.lc_train, d.landcover_batch, d.landcover_gsd_m))
+        out += [(m.train, m.cfg.batch, m.cfg.gsd_m) for m in self.masks]
+        return [(ds, n, g) for ds, n, g in out if n > 0]
+
     def batches(self, cfg: PipelineConfig, step: int) -> list[dict[str, torch.Tensor]]:
-        """One batch per source (Moscow pairs, LandCover.ai chips): they may differ in size
-        (LandCover.ai scale augmentation), so each gets its own forward pass."""
+        """The crops of every source for one step; one batch (one forward pass) when their
+        sizes agree, which they do unless the legacy ``landcover_scale`` resizes a batch."""
         d = cfg.data
         rng = np.random.default_rng([cfg.seed, step])
         out = []
-        for ds, n in ((self.moscow_train, d.moscow_batch), (self.lc_train, d.landcover_batch)):
-            if ds is None or n == 0:
-                continue
-            samples = [
-                augment(ds[int(i)], rng, d.crop, d.colour_jitter)
-                for i in rng.integers(0, len(ds), n)
-            ]
+        for ds, n, gsd in self.sources(cfg):
+            samples = []
+            for i in rng.integers(0, len(ds), n):
+                factor = 1.0
+                if gsd is not None:
+                    factor = draw_factor(rng, gsd, cfg.model.gsd_m, d.scale_jitter)
+                samples.append(augment(ds[int(i)], rng, d.crop, d.colour_jitter, factor, d.degrade))
             batch = collate(samples, cfg.model.mean, cfg.model.std)
             if ds is self.lc_train and d.landcover_scale != (1.0, 1.0):
                 side = batch["image"].shape[-1]
@@ -126,6 +166,91 @@ class Datasets:
         return out
 
 
+class StepBatches(torch.utils.data.Dataset):
+    """Step number -> that step's batches, so a DataLoader's worker processes can prepare
+    the next steps while the model trains (batches depend only on seed and step)."""
+
+    def __init__(self, data: Datasets, cfg: PipelineConfig) -> None:
+        self.data, self.cfg = data, cfg
+
+    def __len__(self) -> int:
+        return self.cfg.train.steps
+
+    def __getitem__(self, step: int) -> list[dict[str, torch.Tensor]]:
+        return self.data.batches(self.cfg, step)
+
+
+def step_batches(
+    data: Datasets, cfg: PipelineConfig, start: int, device: torch.device
+) -> Iterator[list[dict[str, torch.Tensor]]]:
+    """The batches of steps ``start``.. on ``device``; with ``data.workers`` > 0 prepared
+    ahead in worker processes (pinned memory on CUDA)."""
+    w = cfg.data.workers
+    loader = torch.utils.data.DataLoader(
+        StepBatches(data, cfg),
+        batch_size=None,
+        sampler=range(start, cfg.train.steps),
+        num_workers=w,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=2 if w else None,
+        persistent_workers=False,
+    )
+    for batches in loader:
+        yield [{k: v.to(device, non_blocking=True) for k, v in b.items()} for b in batches]
+
+
+def train_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without CUDA is refused."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise Geo2MapError(
+            "--device cuda: no CUDA device is available here (torch.cuda.is_available() is "
+            "False); use --device cpu or auto"
+        )
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def start_weights(cfg: PipelineConfig, G: torch.nn.Module, kwargs: dict[str, Any]) -> dict:
+    """Load ``model.init_from`` into ``G`` (a fresh run only); returns the source card's
+    stages so the new card can list every stage of the campaign."""
+    from geo2map.models.io import DEFAULT_MODEL, load_model
+
+    ref = cfg.model.init_from
+    path = DEFAULT_MODEL if ref == "default" else Path(ref)
+    src, card = load_model(path)
+    ours = {k: v for k, v in kwargs.items() if k != "palette_decode"}
+    theirs = {k: v for k, v in card.architecture.kwargs.items() if k != "palette_decode"}
+    if card.architecture.name != cfg.model.name or ours != theirs:
+        raise Geo2MapError(
+            f"model.init_from {path} is {card.architecture.name} {_short(theirs)} but this "
+            f"pipeline trains {cfg.model.name} {_short(ours)}: start from a model of the same "
+            "architecture, or drop init_from"
+        )
+    G.load_state_dict(src.state_dict())
+    t = card.training
+    stages = list(t.get("stages") or [])
+    if not stages:  # a card from before stages were recorded: its run is one stage
+        stages = [{
+            "name": t.get("pipeline", {}).get("name", card.name), "steps": t.get("step"),
+            "elapsed_s": t.get("elapsed_s"), "hardware": t.get("hardware"),
+        }]  # fmt: skip
+    return {"init_from": str(path), "stages": stages}
+
+
+def _short(kwargs: dict[str, Any]) -> str:
+    kw = {k: v for k, v in kwargs.items() if k not in ("palette", "palette_class")}
+    return str(kw)
+
+
+def source_licence(ref: str) -> str | None:
+    """The catalog's licence line of a data source given by catalog name (None for a path)."""
+    from geo2map.catalog import load_catalog
+
+    entry = load_catalog().get(ref)
+    return None if entry is None or not entry.licence else f"{ref}: {entry.licence}"
+
+
 def make_card(
     cfg: PipelineConfig,
     kwargs: dict[str, Any],
@@ -135,6 +260,7 @@ def make_card(
 ) -> ModelCard:
     """The card of generator weights; ``multiple``: what chip sides must divide by."""
     licences = [MOSCOW_LICENCE] + ([LANDCOVER_LICENCE] if data.lc_val is not None else [])
+    licences += [lic for m in data.masks if (lic := source_licence(m.cfg.data))]
     return ModelCard(
         name=cfg.name,
         description=cfg.description,
@@ -152,6 +278,26 @@ def make_card(
     )
 
 
+def campaign_record(
+    campaign: dict[str, Any], cfg: PipelineConfig, done: int, elapsed_s: float, device: str
+) -> dict[str, Any]:
+    """Card fields of a model at step ``done`` of this run: this stage appended to the stages
+    it started from, and the campaign's cumulative steps and seconds."""
+    from geo2map.train.evaluate import hardware
+
+    stage = {"name": cfg.name, "steps": done, "elapsed_s": round(elapsed_s, 1),
+             "hardware": hardware(device)}  # fmt: skip
+    stages = [*campaign.get("stages", []), stage]
+    return {
+        "step": done,
+        "elapsed_s": round(elapsed_s, 1),
+        **({"init_from": campaign["init_from"]} if "init_from" in campaign else {}),
+        "stages": stages,
+        "cumulative_steps": sum(int(st.get("steps") or 0) for st in stages),
+        "cumulative_elapsed_s": round(sum(float(st.get("elapsed_s") or 0) for st in stages), 1),
+    }
+
+
 def _setup_threads(cfg: PipelineConfig) -> None:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -159,6 +305,7 @@ def _setup_threads(cfg: PipelineConfig) -> None:
 
 def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
     _setup_threads(cfg)
+    device = train_device(cfg.device)
     weights = cfg.loss.mask_class_weights
     if weights is not None and len(weights) != 5:
         raise Geo2MapError(
@@ -169,52 +316,62 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
     data = Datasets(cfg)
     torch.manual_seed(cfg.seed)
     kwargs = model_kwargs(cfg)
-    G = build_model(Architecture(name=cfg.model.name, kwargs=kwargs)).to(
-        memory_format=torch.channels_last
-    )
+    G = build_model(Architecture(name=cfg.model.name, kwargs=kwargs))
     modules: dict[str, torch.nn.Module] = {"G": G}
     archs: dict[str, dict[str, Any]] = {"G": {"name": cfg.model.name, "kwargs": kwargs}}
-    o = cfg.optim
-    optims: dict[str, torch.optim.Optimizer] = {
-        "G": torch.optim.AdamW(G.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
-    }
     D = None
     if cfg.loss.gan > 0:
         if cfg.discriminator is None:
             raise Geo2MapError("loss.gan > 0 needs a discriminator section")
         D = build_model(Architecture(name=cfg.discriminator.name, kwargs=cfg.discriminator.kwargs))
-        D = D.to(memory_format=torch.channels_last)
         modules["D"] = D
         archs["D"] = {"name": cfg.discriminator.name, "kwargs": cfg.discriminator.kwargs}
+    meta = read_meta(ckdir)
+    campaign: dict[str, Any] = {}
+    if meta is not None:
+        campaign = meta.get("campaign", {})
+    elif cfg.model.init_from:
+        campaign = start_weights(cfg, G, kwargs)
+    for m in modules.values():
+        m.to(device=device, memory_format=torch.channels_last)
+    o = cfg.optim
+    optims: dict[str, torch.optim.Optimizer] = {
+        "G": torch.optim.AdamW(G.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    }
+    if D is not None:
         optims["D"] = torch.optim.Adam(D.parameters(), lr=o.lr_d, betas=o.betas)
 
     start, best, elapsed0 = 0, -math.inf, 0.0
-    meta = read_meta(ckdir)
     if meta is not None:
         meta, _ = load_checkpoint(ckdir, modules, optims, archs)
         start, best, elapsed0 = meta["step"], meta["best"], meta.get("elapsed_s", 0.0)
         print(f"resuming {out} at step {start}")
+    forward = torch.compile(G) if cfg.compile else G
     out.mkdir(parents=True, exist_ok=True)
-    log = RunLog(cfg, out, ["loss", "render_ce", "render_l1", "gan_g", "gan_d", "mask"], start,
-                 elapsed0, progress, postfix=("loss",))  # fmt: skip
+    val_fields = [f"val_{k}" for k in validation_keys(data)]
+    log = RunLog(cfg, out, ["loss", "render_ce", "render_l1", "render_set", "gan_g", "gan_d",
+                            "mask", "not_road"], start, elapsed0, progress, postfix=("loss",),
+                 val_fields=val_fields)  # fmt: skip
     L = cfg.loss
-    for step in log.steps():
+    amp = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": cfg.train.bf16}
+    tables = label_tables(G, device)
+    for step, batches in zip(log.steps(), step_batches(data, cfg, start, device), strict=True):
         G.train()
         factor = lr_factor(cfg, step)
         for g in optims["G"].param_groups:
             g["lr"] = o.lr * factor
         parts: dict[str, torch.Tensor] = {}
         gan_inputs = []
-        for b in data.batches(cfg, step):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
-                outp = G(b["image"])
-            for k, v in generator_losses(cfg, b, outp).items():
+        for b in batches:
+            with torch.autocast(**amp):
+                outp = forward(b["image"])
+            for k, v in generator_losses(cfg, b, outp, tables).items():
                 parts[k] = parts[k] + v if k in parts else v
             if D is not None and b["has_map"].any():
                 sel = b["has_map"]
                 src = b["image"][sel]
                 fake = outp["render"][sel].float().contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
+                with torch.autocast(**amp):
                     pred_fake = D(torch.cat([src, fake * 2 - 1], 1))
                 parts["gan_g"] = L.gan * gan_loss(pred_fake, True, L.gan_mode)
                 gan_inputs.append((src, fake, b["map_rgb"][sel] * 2 - 1))
@@ -224,7 +381,7 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
         optims["G"].step()
         for src, fake, real in gan_inputs:
             assert D is not None
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
+            with torch.autocast(**amp):
                 d_real = D(torch.cat([src, real], 1).contiguous(memory_format=torch.channels_last))
                 d_fake = D(
                     torch.cat([src, fake.detach() * 2 - 1], 1).contiguous(
@@ -243,31 +400,51 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
 
         def validate(row: dict[str, Any], done: int = done) -> None:
             nonlocal best
+            extra = campaign_record(campaign, cfg, done, log.elapsed(), device.type)
             best = validate_and_keep_best(
-                cfg, G, kwargs, data, out, done, log.elapsed(), best, row, log.fields
+                cfg, G, kwargs, data, out, done, extra, best, row, log.fields
             )
 
         def checkpoint(done: int = done) -> None:
             save_checkpoint(ckdir, modules, optims, {}, {
                 "step": done, "best": best, "elapsed_s": log.elapsed(),
                 "architectures": archs, "config": cfg.model_dump(mode="json"),
+                "campaign": campaign,
             })  # fmt: skip
 
         log.end_step(done, o.lr * factor, validate, checkpoint)
     # the final weights too: "best" is chosen on validation, "last" is what the schedule ends at
-    card = make_card(
-        cfg,
-        kwargs,
-        data,
-        {"step": cfg.train.steps, "elapsed_s": round(log.elapsed(), 1)},
-        G.multiple,
-    )
+    extra = campaign_record(campaign, cfg, cfg.train.steps, log.elapsed(), device.type)
+    card = make_card(cfg, kwargs, data, extra, G.multiple)
     save_model(G, card, out / "last")
     return out / "best"
 
 
+@dataclass
+class LabelTables:
+    """``class_set_nll`` tables: what NOT_ROAD allows on the mask logits, and which palette
+    colours each label allows on the render logits (None without a palette head)."""
+
+    mask: torch.Tensor
+    render: torch.Tensor | None
+
+
+def label_tables(G: torch.nn.Module, device: torch.device) -> LabelTables:
+    not_road = [c != ROAD_CLASS for c in range(5)]
+    mask = membership({NOT_ROAD: not_road}, 5).to(device)
+    render = None
+    if getattr(G, "render_mode", "rgb") == "palette":
+        rows = {c: [int(k) == c for k in PALETTE_CLASS] for c in range(5)}
+        rows[NOT_ROAD] = [int(k) != ROAD_CLASS for k in PALETTE_CLASS]
+        render = membership(rows, len(PALETTE_CLASS)).to(device)
+    return LabelTables(mask, render)
+
+
 def generator_losses(
-    cfg: PipelineConfig, b: dict[str, torch.Tensor], outp: dict[str, torch.Tensor]
+    cfg: PipelineConfig,
+    b: dict[str, torch.Tensor],
+    outp: dict[str, torch.Tensor],
+    tables: LabelTables | None = None,
 ) -> dict[str, torch.Tensor]:
     """Each head's loss on the samples of ``b`` that have its target (the GAN term aside)."""
     L = cfg.loss
@@ -281,10 +458,12 @@ def generator_losses(
         if L.render_l1 > 0:
             diff = outp["render"][has_map].float() - b["map_rgb"][has_map]
             parts["render_l1"] = L.render_l1 * diff.abs().mean()
-    # mask: LandCover.ai at full weight (class-weighted CE), OSM-derived masks at moscow_mask
+    # mask: image+mask sources at full weight (class-weighted CE), OSM-derived masks at
+    # moscow_mask; NOT_ROAD pixels (road-only labels) only push probability off "road"
+    mask_only = ~has_map & b["has_mask"]
     mask_loss = outp["mask_logits"].sum() * 0.0
     for sel, w, cw in (
-        (~has_map & b["has_mask"], 1.0, L.mask_class_weights),
+        (mask_only, 1.0, L.mask_class_weights),
         (has_map & b["has_mask"], L.moscow_mask, None),
     ):
         if sel.any() and w > 0:
@@ -293,6 +472,16 @@ def generator_losses(
                 L.mask_ce * masked_ce(lg, tg, cw) + L.mask_dice * dice_loss(lg, tg)
             )
     parts["mask"] = mask_loss
+    if tables is not None and mask_only.any():
+        tg = b["mask"][mask_only]
+        if (tg == NOT_ROAD).any():
+            parts["not_road"] = L.mask_ce * class_set_nll(
+                outp["mask_logits"][mask_only], tg, tables.mask
+            )
+        if L.render_from_masks > 0 and tables.render is not None:
+            parts["render_set"] = L.render_from_masks * class_set_nll(
+                outp["render_logits"][mask_only], tg, tables.render
+            )
     return parts
 
 
@@ -303,18 +492,18 @@ def validate_and_keep_best(
     data: Datasets,
     out: Path,
     done: int,
-    elapsed_s: float,
+    extra: dict[str, Any],
     best: float,
     row: dict[str, Any],
     fields: list[str],
 ) -> float:
     """Validate at step ``done``, add the metrics to the log ``row``, export the generator as
-    ``out/best`` when its score beats ``best``; returns the best score so far."""
+    ``out/best`` (card fields ``extra``) when its score beats ``best``; returns the best
+    score so far."""
     val = validate(cfg, G, data, out / "samples" / f"step{done:06d}.png")
     row.update({f"val_{k}": f"{v:.4f}" for k, v in val.items() if f"val_{k}" in fields})
     if val["score"] > best:
         best = val["score"]
-        extra = {"step": done, "elapsed_s": round(elapsed_s, 1)}
         card = make_card(cfg, kwargs, data, extra, G.multiple)
         card.metrics = {"validation": val}
         save_model(G, card, out / "best")
@@ -322,27 +511,54 @@ def validate_and_keep_best(
     return best
 
 
+def validation_keys(data: Datasets) -> list[str]:
+    """The metric names ``validate`` returns for these datasets (the log's columns)."""
+    keys = ["rmse", "acc5", "acc10", "ssim", "osm_miou"]
+    keys += ["lc_miou"] if data.lc_val is not None else []
+    keys += [mask_metric_name(m.cfg) for m in data.masks]
+    return [*keys, "score"]
+
+
+def mask_metric_name(mc: MaskSourceConfig) -> str:
+    return f"{mc.name}_road_iou" if mc.labels == "road" else f"{mc.name}_miou"
+
+
+def eval_factor(gsd: tuple[float, float] | None, model_gsd: float) -> float:
+    """Validation images are seen at the model's GSD from the centre of the source's range
+    (native size when the source has no range, or ``model_gsd`` is inf)."""
+    centre = gsd_centre(gsd)
+    return 1.0 if centre is None or math.isinf(model_gsd) else centre / model_gsd
+
+
 def validate(
-    cfg: PipelineConfig, G: torch.nn.Module, data: Datasets, grid: Path
+    cfg: PipelineConfig, G: torch.nn.Module, data: Datasets, grid: Path, native: bool = False
 ) -> dict[str, float]:
-    t = cfg.train
-    m, rows = score_pairs(
-        G, data.moscow_val, cfg.model.mean, cfg.model.std, limit=t.val_moscow, keep=t.grid_samples
-    )
+    """Scores on the validation files of every source, images resampled to the model's GSD
+    (``native``: at their own size, the protocol of the cards before sources had a GSD)."""
+    t, d = cfg.train, cfg.data
+    gsd = math.inf if native else cfg.model.gsd_m
+    mean, std = cfg.model.mean, cfg.model.std
+    m, rows = score_pairs(G, data.moscow_val, mean, std, limit=t.val_moscow,
+                          keep=t.grid_samples, factor=eval_factor(d.moscow_gsd_m, gsd))  # fmt: skip
     val = {k: m[k] for k in ("rmse", "acc5", "acc10", "ssim")}
     val["osm_miou"] = m["osm_miou"]
+    masks: list[float] = []
     if data.lc_val is not None:
-        m2, rows2 = score_chips(
-            G,
-            data.lc_val,
-            cfg.model.mean,
-            cfg.model.std,
-            limit=t.val_landcover,
-            keep=t.grid_samples,
-        )
+        m2, rows2 = score_chips(G, data.lc_val, mean, std, limit=t.val_landcover,
+                                keep=t.grid_samples, factor=eval_factor(d.landcover_gsd_m, gsd))  # fmt: skip
         val["lc_miou"] = m2["miou"]
+        masks.append(m2["miou"])
         rows += rows2
+    for src in data.masks:
+        m3, rows3 = score_chips(G, src.val, mean, std, keep=1, batch=1,
+                                factor=eval_factor(src.cfg.gsd_m, gsd))  # fmt: skip
+        key = mask_metric_name(src.cfg)
+        val[key] = m3["iou_road"] if src.cfg.labels == "road" else m3["miou"]
+        masks.append(val[key])
+        rows += rows3
     save_grid(rows, grid, cell=160)
-    # one number to pick "best": render accuracy and mask quality, equally weighted
-    val["score"] = val["acc10"] - val["rmse"] / 100 + val.get("lc_miou", val["osm_miou"])
+    # one number to pick "best": render accuracy and mask quality (mean over the mask
+    # sources), equally weighted
+    mask_score = float(np.mean(masks)) if masks else val["osm_miou"]
+    val["score"] = val["acc10"] - val["rmse"] / 100 + mask_score
     return val

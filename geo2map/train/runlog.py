@@ -32,10 +32,11 @@ class RunLog:
         elapsed_s: float,
         progress: bool,
         postfix: tuple[str, ...],
+        val_fields: list[str] | None = None,
     ) -> None:
         self.cfg = cfg
         self.path = out / "log.csv"
-        self.fields = ["step", "time_s", "lr", *losses, *VAL_FIELDS]
+        self.fields = ["step", "time_s", "lr", *losses, *(val_fields or VAL_FIELDS)]
         if start == 0 or not self.path.exists():
             with self.path.open("w", newline="") as f:
                 csv.writer(f).writerow(self.fields)
