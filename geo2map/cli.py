@@ -234,7 +234,8 @@ def run(
 
 @app.command(
     "translate-image",
-    help="Translate plain images (JPEG/PNG, no georeferencing), taken to be at the model's GSD.",
+    help="Translate plain images (JPEG/PNG, no georeferencing) at the pixel size --gsd states "
+    "(default: the model's GSD).",
 )
 def translate_image(
     images: Annotated[list[Path], typer.Argument(help="image files")],
@@ -245,12 +246,16 @@ def translate_image(
     device: Annotated[str, typer.Option()] = "auto",
     precision: Annotated[str, typer.Option()] = "auto",
     overwrite: Annotated[bool, typer.Option()] = False,
+    gsd: Annotated[
+        float | None,
+        typer.Option(help="pixel size of the images in metres (default: the model's GSD)"),
+    ] = None,
 ) -> None:
     def go() -> None:
         from geo2map.images import translate_images
 
         for written in translate_images(
-            images, out, model, chip_size, overlap, device, precision, overwrite
+            images, out, model, chip_size, overlap, device, precision, overwrite, gsd
         ):
             out_console.print(f"  wrote {written}", highlight=False)
 

@@ -1,4 +1,10 @@
-"""Plain images (JPEG/PNG, no georeferencing): translated as if at the model's GSD."""
+"""Plain images (JPEG/PNG, no georeferencing): translated at the pixel size the user states
+(``--gsd``), else as if at the model's GSD.
+
+An image whose stated pixel size is more than 10 % away from the model's is resampled to the
+model's GSD (antialiased bilinear), translated, and its render (bilinear) and mask (nearest)
+resampled back to the image's own size, as ``translate`` does for a GeoTIFF.
+"""
 
 from __future__ import annotations
 
@@ -44,6 +50,34 @@ def translate_pixels(
     return render, first_argmax(values[3:])
 
 
+def model_grid_size(h: int, w: int, gsd_m: float | None, model_gsd: float) -> tuple[int, int]:
+    """(height, width) of the image at the model's GSD, with the scene rules: within 10 % it
+    is used as it is; more than 8x apart is refused."""
+    from geo2map.scene import GSD_SNAP, MAX_GSD_RATIO
+
+    if gsd_m is None:
+        return h, w
+    if gsd_m <= 0:
+        raise Geo2MapError(f"--gsd {gsd_m:g}: give the pixel size in metres, e.g. --gsd 0.3")
+    ratio = gsd_m / model_gsd
+    if not 1 / MAX_GSD_RATIO <= ratio <= MAX_GSD_RATIO:
+        raise Geo2MapError(
+            f"--gsd {gsd_m:g} m is {ratio:.3g}x the model's {model_gsd:g} m (more than "
+            f"{MAX_GSD_RATIO:g}x apart); use imagery near {model_gsd:g} m"
+        )
+    if abs(ratio - 1) <= GSD_SNAP:
+        return h, w
+    return max(1, round(h * ratio)), max(1, round(w * ratio))
+
+
+def resize_bands(image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """(C, H, W) float32 -> (C, h, w), antialiased bilinear per band (PIL)."""
+    if image.shape[1:] == hw:
+        return image
+    size = (hw[1], hw[0])
+    return np.stack([np.asarray(Image.fromarray(b).resize(size, Image.BILINEAR)) for b in image])
+
+
 def palette_image(classes: np.ndarray, translator: Translator) -> Image.Image:
     """A paletted PNG image whose pixel values are the class indices."""
     im = Image.fromarray(classes, mode="P")
@@ -61,8 +95,11 @@ def translate_images(
     device: str = "auto",
     precision: str = "auto",
     overwrite: bool = False,
+    gsd_m: float | None = None,
 ) -> list[Path]:
     translator = Translator.load(model, device, precision)
+    model_gsd = translator.card.input.gsd_m
+    model_grid_size(1, 1, gsd_m, model_gsd)  # refuse a bad --gsd before reading anything
     multiple = translator.card.input.multiple
     if chip_size % multiple or overlap >= chip_size:
         raise Geo2MapError(
@@ -80,7 +117,14 @@ def translate_images(
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for (_, render_path, mask_path), image in zip(targets, pixels, strict=True):
-        render, classes = translate_pixels(image, translator, chip_size, overlap)
+        h, w = image.shape[1:]
+        grid = model_grid_size(h, w, gsd_m, model_gsd)
+        render, classes = translate_pixels(
+            resize_bands(image, grid), translator, chip_size, overlap
+        )
+        if grid != (h, w):
+            render = np.asarray(Image.fromarray(render).resize((w, h), Image.BILINEAR))
+            classes = np.asarray(Image.fromarray(classes).resize((w, h), Image.NEAREST))
         for final, im in (
             (render_path, Image.fromarray(render)),
             (mask_path, palette_image(classes, translator)),

@@ -226,3 +226,22 @@ def test_every_command_reports_user_errors_in_one_line(tmp_path):
     shipped = Path(__file__).parent.parent / "pipelines" / "train-default.yaml"
     bad.write_text(shipped.read_text() + "\nlearning_rat: 0.1\n")
     assert_clean_failure(run("train", bad), "learning_rat")
+
+
+def test_translate_image_at_a_stated_gsd_runs_on_the_model_grid(models, tmp_path):
+    from geo2map.images import read_image, resize_bands, translate_pixels
+    from geo2map.translator import Translator
+
+    src = data_root() / "masks" / "landcoverai" / "img" / "0001.png"
+    result = run("translate-image", src, "--out", tmp_path, "--model", models(0.6),
+                 "--chip-size", "128", "--gsd", "0.3")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    mask = np.asarray(Image.open(tmp_path / "0001_mask.png"))
+    assert mask.shape == (256, 256)  # back on the image's own grid
+    # the model saw the image at 0.6 m: 128 x 128 pixels
+    translator = Translator.load(models(0.6), "auto", "auto")
+    _, classes = translate_pixels(resize_bands(read_image(src), (128, 128)), translator, 128, 64)
+    expected = np.asarray(Image.fromarray(classes).resize((256, 256), Image.NEAREST))
+    np.testing.assert_array_equal(mask, expected)
+    assert_clean_failure(run("translate-image", src, "--out", tmp_path / "o", "--model", models(0.6),
+                             "--gsd", "10"), "more than 8x apart")  # fmt: skip
