@@ -82,6 +82,25 @@ def register_commands(app: typer.Typer) -> None:
         if out is not None:
             typer.echo(f"wrote {out}/metrics.json, metrics.md, grid.png")
 
+    @app.command("pack-data")
+    def pack_data(
+        pipeline: Annotated[Path, typer.Argument(help="training YAML whose sources to pack")],
+        out: Annotated[Path, typer.Option("--out", help="new data root, e.g. .carry/data")],
+        max_mb: Annotated[float, typer.Option(help="stop adding Moscow training pairs here")] = 32,
+        quality: Annotated[int, typer.Option(help="WebP quality of the photos")] = 60,
+    ) -> None:
+        """Pack a training YAML's data small enough to travel to a lent GPU machine."""
+        from geo2map.errors import Geo2MapError
+        from geo2map.train.config import load_config
+        from geo2map.train.pack import pack_training_data
+
+        if out.exists() and any(out.iterdir()):
+            raise Geo2MapError(f"{out} is not empty: remove it or choose another --out")
+        report = pack_training_data(load_config(pipeline), out, quality, max_mb)
+        files = ", ".join(f"{k} {v}" for k, v in report.files.items())
+        typer.echo(f"wrote {out}: {report.bytes / 2**20:.1f} MiB ({files}; "
+                   f"Moscow training pairs that fitted: {report.moscow_train})")  # fmt: skip
+
     @app.command("export-model")
     def export_model(
         src: Annotated[Path, typer.Argument(help="trained model, e.g. runs/default/best")],

@@ -64,6 +64,9 @@ class DataConfig(_Strict):
     masks: list[MaskSourceConfig] = Field(
         default_factory=list, description="more image + mask sources (Dubai, US roads)"
     )
+    batch_scale: int = Field(
+        default=1, ge=1, description="multiplies every source's crops per step (a GPU takes 4x)"
+    )
     workers: int = Field(
         default=0, ge=0, description="DataLoader worker processes preparing batches ahead"
     )
@@ -126,6 +129,12 @@ class TrainLoopConfig(_Strict):
     grid_samples: int = Field(default=4, ge=1)
     log_every: int = Field(default=10, ge=1)
     pool_size: int = Field(default=50, ge=0, description="CycleGAN image pool")
+    max_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        description="stop after this wall-clock time of this run (validated, checkpointed, "
+        "'last' saved); the schedule still follows train.steps",
+    )
     bf16: bool = True
 
 

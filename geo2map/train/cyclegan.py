@@ -218,7 +218,7 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
         cfg,
         kw_g,
         data,
-        {"step": cfg.train.steps, "elapsed_s": round(log.elapsed(), 1)},
+        {"step": log.done, "elapsed_s": round(log.elapsed(), 1)},
         G.multiple,
     )
     save_model(G, card, out / "last")

@@ -19,7 +19,7 @@ from geo2map.errors import Geo2MapError
 from geo2map.train.augment import degrade, flip_rotate, jitter_colours, resampled_window
 from geo2map.train.palette import MAX_SNAP_DISTANCE, palette_class, snap_to_palette
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
 IGNORE_LABEL = 255
 # "any class but road": what a road / not-road mask says about its 0 pixels (partial labels)
 NOT_ROAD = 254

@@ -27,6 +27,7 @@ from geo2map.train.augment import draw_factor
 from geo2map.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from geo2map.train.config import MaskSourceConfig, PipelineConfig
 from geo2map.train.data import (
+    IGNORE_LABEL,
     NOT_ROAD,
     ROAD_CLASS,
     LandCoverChips,
@@ -138,7 +139,7 @@ class Datasets:
         if self.lc_train is not None:
             out.append((self.lc_train, d.landcover_batch, d.landcover_gsd_m))
         out += [(m.train, m.cfg.batch, m.cfg.gsd_m) for m in self.masks]
-        return [(ds, n, g) for ds, n, g in out if n > 0]
+        return [(ds, n * d.batch_scale, g) for ds, n, g in out if n > 0]
 
     def batches(self, cfg: PipelineConfig, step: int) -> list[dict[str, torch.Tensor]]:
         """The crops of every source for one step; one batch (one forward pass) when their
@@ -355,7 +356,8 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
     L = cfg.loss
     amp = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": cfg.train.bf16}
     tables = label_tables(G, device)
-    for step, batches in zip(log.steps(), step_batches(data, cfg, start, device), strict=True):
+    # the time budget may end the steps before the loader runs out
+    for step, batches in zip(log.steps(), step_batches(data, cfg, start, device), strict=False):
         G.train()
         factor = lr_factor(cfg, step)
         for g in optims["G"].param_groups:
@@ -414,7 +416,7 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
 
         log.end_step(done, o.lr * factor, validate, checkpoint)
     # the final weights too: "best" is chosen on validation, "last" is what the schedule ends at
-    extra = campaign_record(campaign, cfg, cfg.train.steps, log.elapsed(), device.type)
+    extra = campaign_record(campaign, cfg, log.done, log.elapsed(), device.type)
     card = make_card(cfg, kwargs, data, extra, G.multiple)
     save_model(G, card, out / "last")
     return out / "best"
@@ -456,8 +458,12 @@ def generator_losses(
                 outp["render_logits"][has_map], b["map_index"][has_map]
             )
         if L.render_l1 > 0:
-            diff = outp["render"][has_map].float() - b["map_rgb"][has_map]
-            parts["render_l1"] = L.render_l1 * diff.abs().mean()
+            # map pixels far from every palette colour (labels, icons) are not scored
+            labelled = (b["map_index"][has_map] != IGNORE_LABEL).unsqueeze(1)
+            diff = (outp["render"][has_map].float() - b["map_rgb"][has_map]).abs()
+            parts["render_l1"] = (
+                L.render_l1 * (diff * labelled).sum() / (3 * labelled.sum()).clamp(min=1)
+            )
     # mask: image+mask sources at full weight (class-weighted CE), OSM-derived masks at
     # moscow_mask; NOT_ROAD pixels (road-only labels) only push probability off "road"
     mask_only = ~has_map & b["has_mask"]

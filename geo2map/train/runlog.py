@@ -45,13 +45,25 @@ class RunLog:
         self.progress = progress
         self.postfix = postfix
         self.acc: dict[str, list[float]] = {}
+        self.run_t0 = time.time()
+        self.stopped_early = False
+        self.done = start  # steps done so far
         self.bar: Any = None
 
     def steps(self) -> Iterator[int]:
         t = self.cfg.train
         self.bar = tqdm(range(self.start, t.steps), initial=self.start, total=t.steps,
                         disable=not self.progress, desc=self.cfg.name, unit="step")  # fmt: skip
-        yield from self.bar
+        for step in self.bar:
+            yield step
+            if self.stopped_early:
+                self.bar.close()
+                return
+
+    def out_of_time(self) -> bool:
+        """True once this run (not the resumed total) has used ``train.max_minutes``."""
+        m = self.cfg.train.max_minutes
+        return m is not None and time.time() - self.run_t0 >= m * 60
 
     def elapsed(self) -> float:
         return time.time() - self.t0
@@ -69,9 +81,13 @@ class RunLog:
     ) -> None:
         """Every ``log_every`` steps a log row of loss means; every ``val_every`` steps
         ``validate(row)`` (adds the metrics to the row); every ``checkpoint_every`` steps
-        ``checkpoint()``. The last step does all three."""
+        ``checkpoint()``. The last step (of ``train.steps``, or the first step after
+        ``train.max_minutes``) does all three."""
         t = self.cfg.train
+        self.done = done
         last = done == t.steps
+        if not last and self.out_of_time():  # the time budget ends the run like a last step
+            last = self.stopped_early = True
         row: dict[str, Any] = {}
         if done % t.log_every == 0 or last:
             row = {k: f"{np.mean(v):.4f}" for k, v in self.acc.items()}
