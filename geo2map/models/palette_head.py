@@ -29,7 +29,7 @@ def add_class_logits(
     return palette_logits + mask_logits.index_select(1, index).to(palette_logits.dtype)
 
 
-DECODES = ("argmax", "nearest-mean")
+DECODES = ("argmax", "nearest-mean", "mask-gated")
 
 
 def check_decode(decode: str) -> str:
@@ -39,7 +39,12 @@ def check_decode(decode: str) -> str:
 
 
 def render_from_logits(
-    logits: torch.Tensor, palette: torch.Tensor, module: nn.Module, decode: str = "argmax"
+    logits: torch.Tensor,
+    palette: torch.Tensor,
+    module: nn.Module,
+    decode: str = "argmax",
+    mask_logits: torch.Tensor | None = None,
+    gate: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(B, K, H, W) palette logits -> (B, 3, H, W) render in [0, 1].
 
@@ -47,13 +52,22 @@ def render_from_logits(
     colour per pixel: ``argmax`` takes the most likely colour; ``nearest-mean`` the palette
     colour nearest the expected colour, i.e. the flat colour with the least expected squared
     error: where the model hesitates between a white street and a beige building it draws
-    the light grey between them rather than betting on one.
+    the light grey between them rather than betting on one. ``mask-gated`` draws, among the
+    colours of the pixel's most likely land-cover class (``gate[k]`` is colour k's class), the
+    most likely one: the render then agrees with the mask everywhere (a building in the mask
+    is a building colour in the render), and the palette head only chooses within a class
+    (residential or commercial, park or forest, street or primary road).
     """
     if module.training:
         weights = torch.softmax(logits.float(), dim=1)
         return torch.einsum("bkhw,kc->bchw", weights, palette)
     if check_decode(decode) == "argmax":
         index = logits.argmax(dim=1)
+    elif decode == "mask-gated":
+        if mask_logits is None or gate is None:
+            raise ValueError("the 'mask-gated' decode needs the palette colours' classes")
+        allowed = gate.view(1, -1, 1, 1) == mask_logits.argmax(dim=1, keepdim=True)
+        index = logits.float().masked_fill(~allowed, float("-inf")).argmax(dim=1)
     else:  # nearest-mean
         mean = torch.einsum("bkhw,kc->bhwc", torch.softmax(logits.float(), dim=1), palette)
         index = torch.cdist(mean.reshape(-1, 3), palette).argmin(dim=1).reshape(mean.shape[:3])

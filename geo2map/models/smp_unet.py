@@ -31,6 +31,7 @@ class SmpUNetTranslator(nn.Module):
         palette: list[list[int]] | None = None,
         palette_class: list[int] | None = None,
         palette_decode: str = "argmax",
+        gate_classes: list[int] | None = None,
     ) -> None:
         super().__init__()
         if render_mode not in ("rgb", "palette"):
@@ -43,6 +44,9 @@ class SmpUNetTranslator(nn.Module):
             self.register_buffer("palette", palette_tensor(palette), persistent=True)
             render_channels = len(palette or [])
         self.render_channels = render_channels
+        # the class of each palette colour, for the "mask-gated" decode (not a weight)
+        gate = torch.tensor(gate_classes if gate_classes is not None else [], dtype=torch.long)
+        self.register_buffer("gate", gate, persistent=False)
         self.net = smp.Unet(
             encoder_name=encoder,
             encoder_weights=None,
@@ -59,5 +63,6 @@ class SmpUNetTranslator(nn.Module):
         if self.render_mode == "rgb":
             return {"render": torch.sigmoid(logits), "mask_logits": mask}
         logits = add_class_logits(logits, mask, self.palette_class)
-        render = render_from_logits(logits, self.palette, self, self.palette_decode)
+        gate = self.gate if self.gate.numel() else None
+        render = render_from_logits(logits, self.palette, self, self.palette_decode, mask, gate)
         return {"render": render, "mask_logits": mask, "render_logits": logits}
