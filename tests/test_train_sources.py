@@ -129,3 +129,34 @@ def test_render_learns_the_colours_of_a_class_not_which_one() -> None:
         assert class_set_nll(confident, vegetation, table) < 1e-6
     # unlabelled pixels contribute nothing
     assert class_set_nll(logits, torch.full((1, 1, 1), IGNORE_LABEL), table) == 0
+
+
+def test_packed_data_keeps_labels_and_the_validation_split(tmp_path: Path) -> None:
+    from geo2map.train.config import load_config
+    from geo2map.train.data import MoscowPairs, split_names
+    from geo2map.train.pack import pack_training_data
+
+    roads = "{name: roads, data: roads-us, labels: road, gsd_m: [0.4, 0.5], batch: 1, val: 2}"
+    cfg = load_config(
+        Path(__file__).resolve().parent.parent / "pipelines" / "train-default.yaml",
+        ["data.landcover=null", "data.moscow_val=2", f"data.masks=[{roads}]"],
+    )
+    report = pack_training_data(cfg, tmp_path, max_mb=2.4)  # roads + 2 pairs: ~2.3 MiB
+    assert report.files["roads-us"] == 80 and 1 <= report.moscow_train < 10
+    moscow = tmp_path / "pairs" / "osm-moscow" / "train"
+    packed = MoscowPairs(moscow)
+    original_root = resolve("osm-moscow-pairs", verify=False)
+    # the hashed split finds the same validation pairs among the packed files
+    _, val = split_names(packed.names, 2)
+    _, val_original = split_names(MoscowPairs(original_root, cache=False).names, 2)
+    assert val == val_original
+    # maps are stored snapped: loading snaps them again to exactly the same palette indices
+    original = MoscowPairs(original_root, packed.names)
+    for i in range(len(packed)):
+        np.testing.assert_array_equal(packed[i].map_index, original[i].map_index)
+    # masks are lossless
+    road_root = resolve("roads-us", verify=False)
+    np.testing.assert_array_equal(
+        MaskTiles(tmp_path / "masks" / "roads-us", "road", ["satImage_001"])[0].mask,
+        MaskTiles(road_root, "road", ["satImage_001"])[0].mask,
+    )
