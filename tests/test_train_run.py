@@ -26,6 +26,7 @@ TINY = [
     "train.checkpoint_every=1",
     "train.val_every=100",
     "data.masks=[]",
+    "model.init_from=null",
 ]
 # one small extra source with partial (road-only) labels
 ROADS = (

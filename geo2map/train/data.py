@@ -7,6 +7,7 @@ on the seed and the step number, so a resumed run sees exactly the batches it wo
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,15 +39,28 @@ def _natural(stem: str) -> tuple[int, str]:
 
 
 def list_pairs(root: str | Path, a: str, b: str) -> list[tuple[str, Path, Path]]:
-    """(stem, root/a/stem.*, root/b/stem.*) for every stem, or an error naming the first unpaired file."""
-    root = Path(root)
+    """(stem, root/a/stem.*, root/b/stem.*) for every stem, or an error naming the first
+    unpaired file, or the first pair whose two images differ in size."""
+    return list(_checked_pairs(Path(root).resolve(), a, b))
+
+
+@functools.lru_cache(maxsize=32)
+def _checked_pairs(root: Path, a: str, b: str) -> tuple[tuple[str, Path, Path], ...]:
     left, right = _images(root / a), _images(root / b)
     for stem in sorted(set(left) ^ set(right), key=_natural):
         present, other = (left[stem], b) if stem in left else (right[stem], a)
         raise Geo2MapError(f"unpaired file {present}: no image named {stem}.* in {root / other}")
     if not left:
         raise Geo2MapError(f"no images in {root / a} and {root / b}")
-    return [(s, left[s], right[s]) for s in sorted(left, key=_natural)]
+    pairs = tuple((s, left[s], right[s]) for s in sorted(left, key=_natural))
+    for _, pa, pb in pairs:  # headers only: cheap, and a bad pair fails before training starts
+        with Image.open(pa) as ia, Image.open(pb) as ib:
+            if ia.size != ib.size:
+                raise Geo2MapError(
+                    f"image {pa} is {ia.width}x{ia.height} but {pb} is {ib.width}x{ib.height}: "
+                    "an image and its target must cover the same pixels"
+                )
+    return pairs
 
 
 def split_names(
@@ -147,12 +161,6 @@ class MaskTiles(LandCoverChips):
     def __getitem__(self, i: int) -> Sample:
         if i not in self._cache:
             s = super().__getitem__(i)
-            if s.image.shape[:2] != s.mask.shape[:2]:
-                raise Geo2MapError(
-                    f"image {self.paths[i][0]} is {s.image.shape[1]}x{s.image.shape[0]} but its "
-                    f"mask {self.paths[i][1]} is {s.mask.shape[1]}x{s.mask.shape[0]}: "
-                    "they must cover the same pixels"
-                )
             if self.labels == "road":
                 m = np.where(s.mask > 0, ROAD_CLASS, NOT_ROAD).astype(np.uint8)
                 self._cache[i] = Sample(s.image, mask=m)
