@@ -36,6 +36,7 @@ def export(
     half: bool = False,
     palette_decode: str | None = None,
     int8: bool = False,
+    pipeline: str | Path | None = None,
 ) -> tuple[Path, Path]:
     """Copy a trained model (``runs/x/best``) to ``out`` (.safetensors + .json) after loading it.
 
@@ -46,7 +47,9 @@ def export(
     With ``pairs_dir`` / ``masks_dir`` the model is first scored on the validation split its
     card records, and the card's ``metrics`` are replaced by those full-split numbers.
     ``int8`` calibrates int8 CPU inference on training images of both folders (the card then
-    carries the activation ranges) and scores the int8 model too.
+    carries the activation ranges) and scores the int8 model too. ``pipeline`` (a training
+    YAML) also scores every validation split it names at the model's GSD
+    (``metrics.validation_all_sources``).
     """
     from geo2map.errors import Geo2MapError
     from geo2map.models.io import load_model, model_paths, save_model
@@ -64,6 +67,13 @@ def export(
         except ValueError as e:
             raise Geo2MapError(f"--palette-decode: {e}") from None
         card.architecture.kwargs["palette_decode"] = palette_decode
+        if palette_decode == "mask-gated" and hasattr(model, "gate"):
+            import torch
+
+            from geo2map.train.palette import PALETTE_CLASS
+
+            card.architecture.kwargs["gate_classes"] = PALETTE_CLASS.tolist()
+            model.gate = torch.tensor(PALETTE_CLASS.tolist())
     if int8 and (pairs_dir is None or masks_dir is None):
         raise Geo2MapError("--int8 calibrates on training images: give --pairs and --masks")
     # write under hidden names, score exactly those files (float16 weights included), rename
@@ -92,6 +102,14 @@ def export(
                     k: v for k, v in scores.items() if k != "model"
                 }
             card.training.setdefault("hardware", hardware())
+            card.to_json(tmp_card)
+        if pipeline is not None:
+            from geo2map.train.evaluate import evaluate_pipeline
+
+            scores = evaluate_pipeline(tmp, pipeline)
+            card.metrics["validation_all_sources"] = {
+                k: v for k, v in scores.items() if k != "model"
+            }
             card.to_json(tmp_card)
         os.replace(tmp_weights, weights)
         os.replace(tmp_card, card_path)

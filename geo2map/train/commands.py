@@ -118,7 +118,10 @@ def register_commands(app: typer.Typer) -> None:
         ] = False,
         palette_decode: Annotated[
             str | None,
-            typer.Option(help="palette render: argmax or nearest-mean (colour nearest the mean)"),
+            typer.Option(
+                help="palette render: argmax, nearest-mean (colour nearest the mean) or "
+                "mask-gated (most likely colour of the mask's class)"
+            ),
         ] = None,
         int8: Annotated[
             bool,
@@ -126,11 +129,16 @@ def register_commands(app: typer.Typer) -> None:
                 "--int8", help="calibrate int8 CPU inference on training images of --pairs/--masks"
             ),
         ] = False,
+        pipeline: Annotated[
+            Path | None,
+            typer.Option(help="also score every validation split of this training YAML"),
+        ] = None,
     ) -> None:
         """Check a trained model loads (optionally re-score it), write .safetensors + .json at --out."""
         from geo2map.train import export
 
         weights, card = export(
-            src, out, pairs, masks, half=half, palette_decode=palette_decode, int8=int8
-        )
+            src, out, pairs, masks, half=half, palette_decode=palette_decode, int8=int8,
+            pipeline=pipeline,
+        )  # fmt: skip
         typer.echo(f"wrote {weights} and {card}")
