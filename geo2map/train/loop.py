@@ -220,8 +220,9 @@ def start_weights(cfg: PipelineConfig, G: torch.nn.Module, kwargs: dict[str, Any
     ref = cfg.model.init_from
     path = DEFAULT_MODEL if ref == "default" else Path(ref)
     src, card = load_model(path)
-    ours = {k: v for k, v in kwargs.items() if k != "palette_decode"}
-    theirs = {k: v for k, v in card.architecture.kwargs.items() if k != "palette_decode"}
+    decoding = ("palette_decode", "gate_classes")  # how the render is drawn, not weights
+    ours = {k: v for k, v in kwargs.items() if k not in decoding}
+    theirs = {k: v for k, v in card.architecture.kwargs.items() if k not in decoding}
     if card.architecture.name != cfg.model.name or ours != theirs:
         raise Geo2MapError(
             f"model.init_from {path} is {card.architecture.name} {_short(theirs)} but this "
