@@ -84,7 +84,17 @@ def print_summaries(summaries: list) -> None:
 
 @contextmanager
 def progress_bar() -> Iterator[Callable[..., None]]:
-    """A rich progress bar over pixels; yields the callback the pipeline reports to."""
+    """A rich progress bar over pixels; yields the callback the pipeline reports to.
+    Without a terminal there is no bar (rich would still end it with a blank line) and
+    only the messages are printed."""
+    if not err_console.is_terminal:
+
+        def messages_only(pixels: int, total: int | None = None, message: str | None = None):
+            if message:
+                err_console.print(message, highlight=False)
+
+        yield messages_only
+        return
     with Progress(
         TextColumn("[bold]translating"),
         BarColumn(),

@@ -8,7 +8,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from geo2map.errors import Geo2MapError
+from geo2map.errors import Geo2MapError, describe_validation_error
 from geo2map.pipeline import TranslateOptions
 
 
@@ -28,14 +28,6 @@ class TranslateJob(BaseModel):
     mosaic: bool = False
     index: bool = False
     options: TranslateOptions = Field(default_factory=TranslateOptions)
-
-
-def describe_validation_error(e: ValidationError, source: str) -> str:
-    err = e.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        return f"{source}: unknown key {where!r}; check the spelling against the documented keys"
-    return f"{source}: {where}: {err['msg']}"
 
 
 def load_job(path: str | Path) -> TranslateJob:

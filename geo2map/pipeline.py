@@ -244,12 +244,16 @@ BLEND_STRIPE = 128
 def blend_block(plan: ScenePlan, block: Block, *batches: BatchResult) -> np.ndarray:
     """Blend the chips touching the block, resample to the output grid: (4, h, w) uint8."""
     outputs = {k: v for b in batches for k, v in b.outputs.items()}
+    out = np.empty((4, block.height, block.width), dtype=np.uint8)
+    if all(v is None for v in outputs.values()):
+        # every chip under the block was skipped (a collar): no pixel of it is valid
+        out[:3], out[3] = 0, MASK_NODATA
+        return out
     grid = plan.grid if plan.on_model_grid else None
     with gdal_env(), rasterio.open(plan.scene.path) as ds:
         valid = read_output_valid(
             ds, plan.scene, grid, block.row, block.col, block.height, block.width
         )
-    out = np.empty((4, block.height, block.width), dtype=np.uint8)
     for top in range(0, block.height, BLEND_STRIPE):
         stripe = Block(
             block.row + top, block.col, min(BLEND_STRIPE, block.height - top), block.width

@@ -9,6 +9,7 @@ window by window, hence the two steps.)
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ import rasterio
 import rasterio.shutil
 from PIL import Image
 from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from geo2map.errors import Geo2MapError
@@ -149,8 +151,15 @@ class SceneWriter:
         self.tmp_render = hidden(paths.render, "blocks")
         self.tmp_mask = hidden(paths.mask, "blocks")
         base = {**profile, **GTIFF_OPTIONS, "driver": "GTiff", "dtype": "uint8"}
-        self.render = rasterio.open(self.tmp_render, "w", **{**base, "count": 3, "nodata": None})
-        self.mask = rasterio.open(self.tmp_mask, "w", **{**base, "count": 1, "nodata": MASK_NODATA})
+        with warnings.catch_warnings():
+            # a GCP-georeferenced scene's outputs get their GCPs just below, not a transform
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            self.render = rasterio.open(
+                self.tmp_render, "w", **{**base, "count": 3, "nodata": None}
+            )
+            self.mask = rasterio.open(
+                self.tmp_mask, "w", **{**base, "count": 1, "nodata": MASK_NODATA}
+            )
         self.render.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
         # A render without nodata gets no mask band (GDAL then reports every pixel valid):
         # a masked AVERAGE made the 8k COG step ~0.8 s slower, and writing the band raised

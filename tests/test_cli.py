@@ -26,8 +26,8 @@ def run(*args: str):
 
 def assert_clean_failure(result, message: str, out: Path | None = None) -> None:
     assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr  # one line: not even a blank one before it
     assert message in lines[0], lines[0]
     if out is not None and out.exists():
         assert list(out.iterdir()) == [], "a failed run left files behind"
@@ -173,6 +173,11 @@ def test_invalid_model_files(scenes, models, tmp_path):
     assert_clean_failure(
         run("translate", scenes / DUTCH, "--out", out, "--model", badcard), "do not fit", out
     )
+    card = json.loads(good.with_suffix(".json").read_text())
+    card["colour_scheme"] = "carto"  # a key the card format does not have
+    badcard.with_suffix(".json").write_text(json.dumps(card))
+    assert_clean_failure(run("translate", scenes / DUTCH, "--out", out, "--model", badcard),
+                         "unknown key 'colour_scheme'", out)  # fmt: skip
 
 
 def test_run_pipeline_yaml(models, tmp_path):

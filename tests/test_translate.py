@@ -8,6 +8,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 import rasterio
 import rioxarray
 from rasterio.control import GroundControlPoint
+from rasterio.errors import NotGeoreferencedWarning
 from rio_cogeo.cogeo import cog_validate
 
 import geo2map
@@ -123,6 +125,31 @@ def test_all_nodata_chips_are_skipped(scenes, models, tmp_path):
         invalid_in = src.dataset_mask() == 0
     mask = read(tmp_path / "landsat-rgb-300m-epsg32618_mask.tif")[0]
     assert ((mask == 255) == invalid_in).all()
+
+
+def test_a_collar_that_empties_whole_strips_of_blocks_translates(scenes, models, tmp_path):
+    # Rows below 300 are nodata: every chip touching the lower blocks is skipped, so those
+    # blocks have no chip output at all (they crashed in the blend) and must come out nodata.
+    with rasterio.open(scenes / "aerial-0.6m-epsg3857.tif") as src:
+        profile, data = src.profile, src.read()
+    profile.update(driver="GTiff", compress="deflate", photometric="rgb", tiled=True)
+    valid_in = np.zeros(data.shape[1:], np.uint8)
+    valid_in[:300] = 255
+    collared = tmp_path / "collar.tif"
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(collared, "w", **profile) as d:
+        d.write(data)
+        d.write_mask(valid_in)
+    for output_grid in ("input", "model"):
+        out = tmp_path / output_grid
+        [s] = geo2map.translate(collared, out, model=models(0.5), chip_size=128, overlap=32,
+                                block_size=512, output_grid=output_grid)  # fmt: skip
+        assert s.chips_skipped > 0
+        mask = read(outputs(out, "collar")[1])[0]
+        if output_grid == "input":
+            assert ((mask == 255) == (valid_in == 0)).all()
+        assert (mask[-256:] == 255).all() and (mask[:100] != 255).all()
+        written = {p.name for p in out.iterdir()}  # no hidden parts left behind
+        assert written == {p.name for p in outputs(out, "collar")} | {"collar_mask.qml"}
 
 
 @pytest.mark.parametrize(
@@ -300,7 +327,9 @@ def test_gcp_georeferenced_raster_keeps_its_gcps(scenes, models, tmp_path):
     ) as dst:
         dst.write(data)
         dst.gcps = (gcps, crs)
-    geo2map.translate(path, tmp_path / "out", model=models(0.6), chip_size=128, overlap=16)
+    with warnings.catch_warnings():  # a successful run prints no rasterio warning
+        warnings.simplefilter("error", NotGeoreferencedWarning)
+        geo2map.translate(path, tmp_path / "out", model=models(0.6), chip_size=128, overlap=16)
     for out in outputs(tmp_path / "out", "gcp-scene")[:2]:
         with rasterio.open(out) as ds:
             got, got_crs = ds.gcps

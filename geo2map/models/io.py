@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from geo2map.errors import Geo2MapError
+from geo2map.errors import Geo2MapError, describe_validation_error
 from geo2map.models.card import ModelCard
 from geo2map.models.registry import build_model
 
@@ -51,6 +52,10 @@ def load_card(path: str | Path = DEFAULT_MODEL) -> tuple[Path, ModelCard]:
             )
     try:
         return weights, ModelCard.from_json(card_path)
+    except ValidationError as e:
+        raise Geo2MapError(
+            describe_validation_error(e, f"model card {card_path} is not valid")
+        ) from None
     except (ValueError, OSError) as e:
         first = str(e).splitlines()[0]
         raise Geo2MapError(f"model card {card_path} is not valid: {first}") from None
