@@ -64,9 +64,10 @@ def read_model_window(
         out_shape=(len(scene.bands), *shape),
         resampling=grid.resampling,
     )
-    valid = ds.dataset_mask(window=window, out_shape=shape, resampling=Resampling.nearest) > 0
+    valid = valid_pixels(ds, scene, window, shape)
     data = scene.scaling.apply(raw)
     data[:, ~valid] = 0.5  # neutral grey where there is no data: the model's mean input
+    data[~np.isfinite(data)] = 0.5  # a NaN averaged into a valid pixel by the resampling
     if (rows, cols) != (height, width):
         pad = ((0, 0), (0, height - rows), (0, width - cols))
         data = np.pad(data, pad, mode="reflect" if min(rows, cols) > 1 else "edge")
@@ -85,10 +86,23 @@ def read_output_valid(
 ) -> np.ndarray:
     """Valid mask of an output window: the input's own mask on its grid (exact), or on the model grid."""
     if grid is None:
-        window = scene.file_window(col, row, width, height)
-        return ds.dataset_mask(window=window) > 0
+        return valid_pixels(ds, scene, scene.file_window(col, row, width, height), (height, width))
     sy, sx = grid.scale
     window = scene.file_window(col * sx, row * sy, width * sx, height * sy)
-    return (
-        ds.dataset_mask(window=window, out_shape=(height, width), resampling=Resampling.nearest) > 0
-    )
+    return valid_pixels(ds, scene, window, (height, width))
+
+
+def valid_pixels(
+    ds: rasterio.DatasetReader, scene: Scene, window, shape: tuple[int, int]
+) -> np.ndarray:
+    """The file's mask (nodata, alpha, internal mask) over a window at ``shape`` (nearest);
+    in a float scene also where any used band is NaN or infinite: NaN is never data, even
+    without a nodata tag."""
+    valid = ds.dataset_mask(window=window, out_shape=shape, resampling=Resampling.nearest) > 0
+    if np.issubdtype(np.dtype(scene.dtype), np.floating):
+        bands = ds.read(
+            list(scene.bands), window=window, out_shape=(len(scene.bands), *shape),
+            resampling=Resampling.nearest,
+        )  # fmt: skip
+        valid &= np.isfinite(bands).all(axis=0)
+    return valid

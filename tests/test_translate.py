@@ -152,6 +152,27 @@ def test_a_collar_that_empties_whole_strips_of_blocks_translates(scenes, models,
         assert written == {p.name for p in outputs(out, "collar")} | {"collar_mask.qml"}
 
 
+def test_nan_in_a_float_scene_without_nodata_is_nodata(scenes, models, tmp_path):
+    with rasterio.open(scenes / "sentinel2-float64-epsg4326.tif") as src:
+        profile, data = src.profile, src.read()
+    assert profile["nodata"] is None
+    data[:, 50:120, 100:200] = np.nan  # a cloud-masked patch, as float products write them
+    data[1, 10:20, 10:20] = np.nan  # NaN in one used band only
+    nan_scene = tmp_path / "nan.tif"
+    with rasterio.open(nan_scene, "w", **profile) as dst:
+        dst.write(data)
+    for output_grid in ("input", "model"):
+        out = tmp_path / output_grid
+        geo2map.translate(nan_scene, out, model=models(8.0), chip_size=64, overlap=8,
+                          output_grid=output_grid)  # fmt: skip
+        mask, render = read(outputs(out, "nan")[1])[0], read(outputs(out, "nan")[0])
+        if output_grid == "input":
+            assert ((mask == 255) == np.isnan(data[:3]).any(axis=0)).all()
+        assert (mask != 255).mean() > 0.5 and (mask == 255).any()
+        assert set(np.unique(mask)) <= {0, 1, 2, 3, 4, 255}
+        assert (render[:, mask == 255] == 0).all()
+
+
 @pytest.mark.parametrize(
     "name",
     ["dutch-aerial-25cm-epsg28992.tif", "aerial-0.6m-epsg3857.tif"],
