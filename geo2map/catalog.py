@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from geo2map.errors import Geo2MapError
+from geo2map.yaml_input import read_yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CATALOG_FILE = PROJECT_ROOT / "data_catalog.yaml"
@@ -57,7 +57,7 @@ def data_root(override: str | Path | None = None) -> Path:
 def load_catalog(path: Path = CATALOG_FILE) -> dict[str, CatalogEntry]:
     if not path.is_file():
         raise Geo2MapError(f"data catalog {path} not found: run from a geo2map checkout")
-    doc = yaml.safe_load(path.read_text())
+    doc = read_yaml(path)
     return {name: CatalogEntry(name=name, **fields) for name, fields in doc["entries"].items()}
 
 

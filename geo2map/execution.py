@@ -276,5 +276,10 @@ def open_runner(
         client = Client(scheduler, timeout="20s")
     except OSError as e:
         raise Geo2MapError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
+    except (ValueError, TypeError) as e:  # dask's parse of the address: e.g. a port not a number
+        raise Geo2MapError(
+            f"--scheduler {scheduler!r} is not a Dask scheduler address ({e}); "
+            "write it as tcp://HOST:PORT"
+        ) from None
     with client:
         yield DistributedRunner(client)

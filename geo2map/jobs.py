@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from geo2map.errors import Geo2MapError, describe_validation_error
 from geo2map.pipeline import TranslateOptions
+from geo2map.yaml_input import read_yaml
 
 
 class TranslateJob(BaseModel):
@@ -34,10 +34,7 @@ def load_job(path: str | Path) -> TranslateJob:
     p = Path(path)
     if not p.is_file():
         raise Geo2MapError(f"{path}: no such pipeline file")
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise Geo2MapError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    doc = read_yaml(p)
     if not isinstance(doc, dict) or "kind" not in doc:
         raise Geo2MapError(f"{path}: a pipeline file is a mapping with a 'kind' key")
     if doc["kind"] != "translate":

@@ -144,6 +144,7 @@ def test_existing_outputs_are_not_overwritten(scenes, models, tmp_path):
         (("--block-size", "700"), "multiple of 512"),
         (("--device", "tpu"), "--device 'tpu'"),
         (("--compress", "lzw"), "compress: Input should be 'zstd' or 'deflate'"),
+        (("--scheduler", "tcp://127.0.0.1:notaport"), "is not a Dask scheduler address"),
     ],
 )
 def test_nonsense_options(scenes, models, tmp_path, options, message):
@@ -231,6 +232,11 @@ def test_every_command_reports_user_errors_in_one_line(tmp_path):
     shipped = Path(__file__).parent.parent / "pipelines" / "train-default.yaml"
     bad.write_text(shipped.read_text() + "\nlearning_rat: 0.1\n")
     assert_clean_failure(run("train", bad), "learning_rat")
+    assert_clean_failure(run("train", shipped, "--set", "train.steps=["), "not valid YAML")
+    deep = tmp_path / "deep.yaml"  # 20,000 nested lists: the YAML parser recurses per level
+    deep.write_text("kind: translate\nout: out\ninputs: " + "[" * 20000 + "]" * 20000 + "\n")
+    for command in ("run", "train"):
+        assert_clean_failure(run(command, deep), "nested too deeply")
 
 
 def test_translate_image_at_a_stated_gsd_runs_on_the_model_grid(models, tmp_path):

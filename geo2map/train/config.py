@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from geo2map.errors import Geo2MapError
+from geo2map.yaml_input import parse_yaml, read_yaml
 
 
 class _Strict(BaseModel):
@@ -177,7 +177,7 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise Geo2MapError(f"override {item!r} must look like section.key=value")
         key, raw = item.split("=", 1)
-        _set(doc, key.strip(), yaml.safe_load(raw))
+        _set(doc, key.strip(), parse_yaml(raw, f"--set {item}"))
     return doc
 
 
@@ -207,10 +207,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Pipelin
     path = Path(path)
     if not path.is_file():
         raise Geo2MapError(f"pipeline file {path} not found")
-    try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise Geo2MapError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    doc = read_yaml(path) or {}
     if isinstance(doc, dict):
         doc = _merge(doc, parse_overrides(overrides))
     return validate_config(doc, str(path))
