@@ -253,6 +253,9 @@ def open_runner(
                 n_workers=1,
                 threads_per_worker=workers or available_cpus(),
                 dashboard_address=None,
+                # the scheduler's health/metrics HTTP server still starts: on a free port,
+                # not 8787, which warned whenever a notebook's cluster held it
+                scheduler_kwargs={"dashboard_address": ":0"},
                 memory_limit=0,
             ) as client,
         ):

@@ -42,6 +42,7 @@ from geo2map.models.io import DEFAULT_MODEL, model_paths
 from geo2map.parts import BlockParts, fingerprint
 from geo2map.raster import ModelGrid, read_model_window, read_output_valid
 from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset
+from geo2map.scene_lock import remove_stale_temporaries, scene_lock
 from geo2map.tiling import (
     AxisMap,
     Block,
@@ -529,11 +530,27 @@ def translate_scene(
     runner,
     progress: Callable[..., None] | None = None,
 ) -> SceneSummary:
-    """Compute the scene's blocks (resuming finished ones), then assemble COGs and exports."""
+    """Compute the scene's blocks (resuming finished ones), then assemble COGs and exports,
+    holding the scene's lock (a second run into the same folder is refused)."""
     start = time.perf_counter()
     plan = replace(plan, torch_threads=runner.torch_threads)
     paths = scene_paths(out_dir, plan, options)
     check_writable(paths, options.overwrite)
+    with scene_lock(Path(out_dir), plan.scene.name):
+        remove_stale_temporaries(paths.all())  # of killed runs: the lock was free
+        return write_scene(plan, paths, out_dir, options, card, runner, progress, start)
+
+
+def write_scene(
+    plan: ScenePlan,
+    paths: OutputPaths,
+    out_dir: str | Path,
+    options: TranslateOptions,
+    card: ModelCard,
+    runner,
+    progress: Callable[..., None] | None,
+    start: float,
+) -> SceneSummary:
     parts = BlockParts(Path(out_dir), plan.scene.name, numbers_fingerprint(plan, options))
     all_blocks = [
         b

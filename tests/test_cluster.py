@@ -173,8 +173,12 @@ def test_killed_job_resumes_to_the_same_outputs(scenes, models, tmp_path):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     assert not (tmp_path / "killed" / "big_render.tif").exists()
+    left = [p.name for p in (tmp_path / "killed").glob(".big*")]
+    assert any(".blocks-" in n for n in left), left  # the killed writer's temporaries
     resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
+    hidden = [p.name for p in (tmp_path / "killed").glob(".*")]
+    assert hidden == [], f"temporaries, parts or locks left after the resume: {hidden}"
     whole = subprocess.run([str(BIN / "geo2map"), "run", str(tmp_path / "whole.yaml")], capture_output=True,
                            text=True, timeout=600)  # fmt: skip
     assert whole.returncode == 0, whole.stderr
@@ -319,3 +323,45 @@ def test_a_bad_cluster_spec_stops_before_any_work(scenes, models, tmp_path, spec
     with pytest.raises(Geo2MapError, match="use local:N"):
         geo2map.translate(scene, tmp_path / "out", model=models(0.6), cluster=spec)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_writes(
+    scenes, models, tmp_path
+):
+    from geo2map.scene_lock import scene_lock
+
+    scene = scenes / "neon-osbs-10cm-epsg32617.tif"
+    out = tmp_path / "out"
+    out.mkdir()
+    cmd = [str(BIN / "geo2map"), "translate", str(scene), "--out", str(out),
+           "--model", models(0.6), "--chip-size", "64", "--overlap", "16"]  # fmt: skip
+    with scene_lock(out, scene.stem):  # this process is "the first run", mid-scene
+        second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.count("\n") == 1 and "another geo2map run (pid " in second.stderr
+        assert [p.name for p in out.iterdir()] == [f".{scene.stem}.lock"]
+    assert list(out.iterdir()) == []  # the lock file goes with the run
+    first_done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert first_done.returncode == 0, first_done.stderr
+    assert not [p.name for p in out.glob(".*")]
+
+
+def test_a_busy_dask_dashboard_port_does_not_warn(scenes, models, tmp_path):
+    # A notebook's Dask cluster usually holds 8787; the in-process scheduler must not say so.
+    import socket
+    import warnings
+
+    holder = socket.socket()
+    try:
+        holder.bind(("0.0.0.0", 8787))
+        holder.listen()
+    except OSError:
+        pass  # already held by something else: the same situation
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            geo2map.translate(scenes / "neon-osbs-10cm-epsg32617.tif", tmp_path,
+                              model=models(0.6), chip_size=64, overlap=16)  # fmt: skip
+    finally:
+        holder.close()
+    assert not [str(w.message) for w in caught if "already in use" in str(w.message)]
