@@ -11,6 +11,7 @@ client writes.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -107,6 +108,19 @@ NANNY_ENVIRON = {
 # beside ~50 of work (docs/benchmarks.md, session 12). Off on the schedulers geo2map starts;
 # a cluster joined by address keeps its own settings.
 QUIET_WORKERS = {"distributed.worker.profile.enabled": False}
+
+
+@contextmanager
+def quiet_logger(name: str) -> Iterator[None]:
+    """Silence a logger for the job: an in-process worker logs a failed task ("Compute
+    Failed", with its traceback) that this process then raises and reports itself."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def tune_malloc() -> list[str]:
@@ -248,6 +262,7 @@ def open_runner(
         # (the distributed default would spill or pause the worker at a share of RAM)
         with (
             dask.config.set(QUIET_WORKERS),
+            quiet_logger("distributed.worker"),
             Client(
                 processes=False,
                 n_workers=1,

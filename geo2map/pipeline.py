@@ -41,7 +41,7 @@ from geo2map.models.int8_cache import checked_card
 from geo2map.models.io import DEFAULT_MODEL, model_paths
 from geo2map.parts import BlockParts, fingerprint
 from geo2map.raster import ModelGrid, read_model_window, read_output_valid
-from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset
+from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset, reading
 from geo2map.scene_lock import remove_stale_temporaries, scene_lock
 from geo2map.tiling import (
     AxisMap,
@@ -183,7 +183,10 @@ def _check_has_valid_pixels(scene: Scene) -> None:
     with open_dataset(scene.path) as ds:
         f = max(1, int(np.ceil(max(ds.width, ds.height) / 1024)))
         shape = (max(1, ds.height // f), max(1, ds.width // f))
-        if not ds.dataset_mask(out_shape=shape, resampling=rasterio.enums.Resampling.average).any():
+        mask = reading(ds, "an overview of its valid pixels", lambda: ds.dataset_mask(
+            out_shape=shape, resampling=rasterio.enums.Resampling.average
+        ))  # fmt: skip
+        if not mask.any():
             raise Geo2MapError(
                 f"{scene.path}: every pixel is nodata or masked; nothing to translate"
             )

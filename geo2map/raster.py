@@ -13,7 +13,7 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from geo2map.scene import Scene
+from geo2map.scene import Scene, reading, window_text
 
 
 @dataclass(frozen=True)
@@ -58,12 +58,10 @@ def read_model_window(
     sy, sx = grid.scale
     window = scene.file_window(col * sx, row * sy, cols * sx, rows * sy)
     shape = (rows, cols)
-    raw = ds.read(
-        list(scene.bands),
-        window=window,
-        out_shape=(len(scene.bands), *shape),
+    raw = reading(ds, window_text(window), lambda: ds.read(
+        list(scene.bands), window=window, out_shape=(len(scene.bands), *shape),
         resampling=grid.resampling,
-    )
+    ))  # fmt: skip
     valid = valid_pixels(ds, scene, window, shape)
     data = scene.scaling.apply(raw)
     data[:, ~valid] = 0.5  # neutral grey where there is no data: the model's mean input
@@ -98,11 +96,14 @@ def valid_pixels(
     """The file's mask (nodata, alpha, internal mask) over a window at ``shape`` (nearest);
     in a float scene also where any used band is NaN or infinite: NaN is never data, even
     without a nodata tag."""
-    valid = ds.dataset_mask(window=window, out_shape=shape, resampling=Resampling.nearest) > 0
+    what = window_text(window)
+    valid = reading(ds, what, lambda: ds.dataset_mask(
+        window=window, out_shape=shape, resampling=Resampling.nearest
+    )) > 0  # fmt: skip
     if np.issubdtype(np.dtype(scene.dtype), np.floating):
-        bands = ds.read(
+        bands = reading(ds, what, lambda: ds.read(
             list(scene.bands), window=window, out_shape=(len(scene.bands), *shape),
             resampling=Resampling.nearest,
-        )  # fmt: skip
+        ))  # fmt: skip
         valid &= np.isfinite(bands).all(axis=0)
     return valid

@@ -6,8 +6,10 @@ so Dask tasks carry a ``Scene`` and reopen the file by path.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import rasterio
@@ -22,6 +24,7 @@ from rasterio.windows import Window
 from geo2map.errors import Geo2MapError
 from geo2map.gdal_settings import cap_gdal_cache
 
+T = TypeVar("T")
 MAX_GSD_RATIO = 8.0
 # Within this relative difference the scene is used at its own resolution: resampling a few
 # percent only blurs.
@@ -81,6 +84,27 @@ def open_dataset(path: str | Path) -> rasterio.DatasetReader:
         raise Geo2MapError(
             f"{path}: not a raster GDAL can read; give a GeoTIFF, COG or VRT"
         ) from None
+
+
+def reading(ds: rasterio.DatasetReader, what: str, read: Callable[[], T]) -> T:
+    """``read()``, with a failed read of ``what`` (a truncated or damaged file, a VRT whose
+    source is missing) turned into one line naming the file, the part read and GDAL's reason."""
+    try:
+        return read()
+    except RasterioIOError as e:
+        reason = str(e.__cause__ or e).splitlines()[0].rstrip(".")
+    # raised outside the handler, so GDAL's exceptions are not its context: Dask could not
+    # pickle them back from a worker and would send a bare Exception(repr) instead
+    raise Geo2MapError(
+        f"{ds.name}: cannot read {what}: {reason}; the file may be truncated or damaged, "
+        "or a source of the VRT missing"
+    )
+
+
+def window_text(window: Window) -> str:
+    """File rows and cols a window covers, for error messages."""
+    (r0, r1), (c0, c1) = window.toranges()
+    return f"rows {int(r0)}-{int(np.ceil(r1))}, cols {int(c0)}-{int(np.ceil(c1))}"
 
 
 def select_bands(
@@ -153,7 +177,9 @@ def scene_scaling(
     # 16-bit and float: one stretch per scene from a decimated read, so chips agree.
     f = max(1, int(np.ceil(max(ds.width, ds.height) / STATS_SAMPLE)))
     shape = (len(set(bands)), max(1, ds.height // f), max(1, ds.width // f))
-    data = ds.read(sorted(set(bands)), out_shape=shape, resampling=Resampling.nearest, masked=True)
+    data = reading(ds, "an overview of the scene (for its value range)", lambda: ds.read(
+        sorted(set(bands)), out_shape=shape, resampling=Resampling.nearest, masked=True
+    ))  # fmt: skip
     values = data.compressed() if np.ma.isMaskedArray(data) else data.ravel()
     values = values[np.isfinite(values)]
     if values.size == 0:

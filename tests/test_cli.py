@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from geo2map.catalog import data_root
 from geo2map.cli import app
+from geo2map.mosaic import repeated_vrt
 
 runner = CliRunner()
 DUTCH = "dutch-aerial-25cm-epsg28992.tif"
@@ -80,6 +81,14 @@ def bad_inputs(tmp_path: Path, scenes: Path) -> dict[str, Path]:
         with rasterio.open(empty, "w", **{**src.profile, "nodata": 7}) as dst:
             dst.write(np.full((3, src.height, src.width), 7, np.uint8))
         made["all-nodata"] = empty
+    # A download cut short: the header and the first tiles are there, the rest is not.
+    made["truncated"] = tmp_path / "truncated.tif"
+    made["truncated"].write_bytes((scenes / DUTCH).read_bytes()[:70_000])
+    # A VRT whose source file was moved away after it was built.
+    source = tmp_path / "moved.tif"
+    shutil.copy(scenes / "aerial-0.6m-epsg3857.tif", source)
+    made["vrt-missing-source"] = repeated_vrt(source, 1, tmp_path / "mosaic.vrt")
+    source.unlink()
     return made
 
 
@@ -92,6 +101,8 @@ def bad_inputs(tmp_path: Path, scenes: Path) -> dict[str, Path]:
         ("no-bands", "no bands"),
         ("two-bands", "--bands"),
         ("all-nodata", "every pixel is nodata"),
+        ("truncated", "truncated.tif: cannot read rows"),
+        ("vrt-missing-source", "moved.tif: No such file or directory"),
     ],
 )
 def test_bad_scenes(bad_inputs, models, tmp_path, case, message):
