@@ -57,6 +57,10 @@ from geo2map.tiling import (
 from geo2map.translator import cached_translator, pick_device, pick_precision
 from geo2map.writer import MASK_NODATA, TILE, OutputPaths, SceneWriter, check_writable
 
+MAX_CHIP_SIZE = 2048
+MAX_BATCH_SIZE = 64
+MAX_BLOCK_SIZE = 8192
+
 
 class TranslateOptions(BaseModel):
     """Every knob of a translation run; the CLI and pipeline YAML fill one of these."""
@@ -71,6 +75,8 @@ class TranslateOptions(BaseModel):
     block_size: int = Field(
         default=1024, ge=TILE, description="output block side (multiple of 512)"
     )
+    # Upper bounds: past them a run needs memory out of all proportion for no better output
+    # (see _check_geometry).
     bands: list[int] | None = None
     scale: tuple[float, float] | None = None
     output_grid: Literal["input", "model"] = "input"
@@ -107,6 +113,16 @@ class TranslateOptions(BaseModel):
             )
         if self.block_size % TILE:
             raise ValueError(f"block size {self.block_size} must be a multiple of {TILE}")
+        limits = (
+            ("chip size", self.chip_size, MAX_CHIP_SIZE, "the forward pass of a 1024 px chip "
+             "needs ~1 GB, 4x that per doubling of the side; 512-1024 is plenty"),
+            ("batch size", self.batch_size, MAX_BATCH_SIZE, "batches beyond this do not run faster"),
+            ("block size", self.block_size, MAX_BLOCK_SIZE, "blocks are held as float planes "
+             "while they blend; 1024-2048 is plenty"),
+        )  # fmt: skip
+        for what, value, limit, why in limits:
+            if value > limit:
+                raise ValueError(f"{what} {value} is above the limit of {limit}: {why}")
         return self
 
 

@@ -156,6 +156,9 @@ def test_existing_outputs_are_not_overwritten(scenes, models, tmp_path):
         (("--device", "tpu"), "--device 'tpu'"),
         (("--compress", "lzw"), "compress: Input should be 'zstd' or 'deflate'"),
         (("--scheduler", "tcp://127.0.0.1:notaport"), "is not a Dask scheduler address"),
+        (("--chip-size", "100000"), "chip size 100000 is above the limit of 2048"),
+        (("--batch-size", "1000"), "batch size 1000 is above the limit of 64"),
+        (("--block-size", "102400"), "block size 102400 is above the limit of 8192"),
     ],
 )
 def test_nonsense_options(scenes, models, tmp_path, options, message):
