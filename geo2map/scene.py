@@ -206,6 +206,13 @@ def inspect_scene(
             raise Geo2MapError(f"{path}: the raster has no bands{hint}")
         gsd, _, _ = ground_sample_distance(ds)
         chosen = select_bands(ds, wanted_bands, bands)
+        if any(ds.colorinterp[b - 1] == ColorInterp.palette for b in chosen):
+            # Indices into a colour table are not brightness: averaging or scaling them
+            # would feed the model noise.
+            raise Geo2MapError(
+                f"{path}: a palette (colour-mapped) raster; expand it to RGB first, e.g. "
+                f"gdal_translate -expand rgb {Path(path).name} {Path(path).stem}-rgb.tif"
+            )
         gcps, gcps_crs = ds.gcps
         return Scene(
             path=str(path),

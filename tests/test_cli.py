@@ -81,6 +81,16 @@ def bad_inputs(tmp_path: Path, scenes: Path) -> dict[str, Path]:
         with rasterio.open(empty, "w", **{**src.profile, "nodata": 7}) as dst:
             dst.write(np.full((3, src.height, src.width), 7, np.uint8))
         made["all-nodata"] = empty
+    # A colour-mapped raster: band values are indices into a 64-colour table.
+    with rasterio.open(scenes / DUTCH) as src:
+        rgb = Image.fromarray(src.read().transpose(1, 2, 0))
+        profile = {**src.profile, "count": 1, "photometric": "palette", "compress": "deflate"}
+    indexed = rgb.quantize(64)
+    made["palette"] = tmp_path / "palette.tif"
+    with rasterio.open(made["palette"], "w", **profile) as dst:
+        dst.write(np.asarray(indexed)[None])
+        table = np.asarray(indexed.getpalette()[: 64 * 3]).reshape(64, 3)
+        dst.write_colormap(1, {i: (*map(int, c), 255) for i, c in enumerate(table)})
     # A download cut short: the header and the first tiles are there, the rest is not.
     made["truncated"] = tmp_path / "truncated.tif"
     made["truncated"].write_bytes((scenes / DUTCH).read_bytes()[:70_000])
@@ -101,6 +111,7 @@ def bad_inputs(tmp_path: Path, scenes: Path) -> dict[str, Path]:
         ("no-bands", "no bands"),
         ("two-bands", "--bands"),
         ("all-nodata", "every pixel is nodata"),
+        ("palette", "gdal_translate -expand rgb palette.tif palette-rgb.tif"),
         ("truncated", "truncated.tif: cannot read rows"),
         ("vrt-missing-source", "moved.tif: No such file or directory"),
     ],
