@@ -46,10 +46,13 @@ def default_model_text() -> str:
 
 def resolve_input(name: str, data_root: str | None) -> str:
     """A path as given, or a data catalog entry name resolved under the data root."""
-    if Path(name).exists() or "/" in name or "." in Path(name).name:
+    if Path(name).exists() or "/" in name:
         return name
-    entries = catalog.load_catalog()
-    if name in entries:
+    try:
+        entries = catalog.load_catalog()
+    except Geo2MapError:  # no catalog beside this install: names are paths
+        return name
+    if name in entries:  # names may hold dots ("aerial-0.6m")
         return str(catalog.resolve(name, data_root))
     return name  # let the reader say "no such file"
 

@@ -58,6 +58,15 @@ class BlockParts:
         final = self._path(block)
         # Not ``*.npy``: a reader globbing for finished blocks must never see a half-written one.
         tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+        try:
+            self._write(tmp, data)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # never leave half a block (a full disk, a kill)
+            raise
+        os.replace(tmp, final)
+
+    @staticmethod
+    def _write(tmp: Path, data: np.ndarray) -> None:
         with open(tmp, "wb") as f:
             np.save(f, data, allow_pickle=False)
             f.flush()
@@ -69,7 +78,6 @@ class BlockParts:
             getattr(os, "fdatasync", os.fsync)(f.fileno())
             if hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-        os.replace(tmp, final)
 
     def load(self, block: Block) -> np.ndarray:
         return np.load(self._path(block), allow_pickle=False)

@@ -27,6 +27,7 @@ from dask.sizeof import sizeof
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rasterio.control import GroundControlPoint
 
+from geo2map.disk_space import check_free_space, disk_full_error, is_disk_full
 from geo2map.errors import Geo2MapError
 from geo2map.execution import (
     TorchThreads,
@@ -579,6 +580,12 @@ def write_scene(
     resumed = [b for b in all_blocks if parts.done(b)]
     finished = set(resumed)
     todo = [b for b in all_blocks if b not in finished]
+    pixels = plan.output_height * plan.output_width
+    try:
+        check_free_space(Path(out_dir), sum(b.height * b.width for b in todo))
+    except Geo2MapError:
+        parts.remove_if_empty()
+        raise
     if progress:
         progress(sum(b.height * b.width for b in resumed))
     stats: dict = {}
@@ -594,8 +601,11 @@ def write_scene(
             writer.write(block.row, block.col, data)
             if progress:
                 progress(block.height * block.width)
-    except BaseException:
+    except BaseException as e:
         writer.cleanup()
+        if is_disk_full(e):  # the user must change something first: give the space back
+            parts.remove()
+            raise disk_full_error(Path(out_dir), pixels) from None
         parts.remove_if_empty()  # finished blocks stay for the next run to resume
         raise
     try:
@@ -614,10 +624,13 @@ def write_scene(
 
         export_scene(plan.scene.path, paths, summary.as_report(card, plan), options.simplify,
                      options.min_area, options.bands)  # fmt: skip
-    except BaseException:
+    except BaseException as e:
         writer.cleanup()
         for p in paths.all():  # checked absent (or --overwrite) before the run
             p.unlink(missing_ok=True)
+        if is_disk_full(e):
+            parts.remove()
+            raise disk_full_error(Path(out_dir), pixels) from None
         raise
     parts.remove()
     return summary

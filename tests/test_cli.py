@@ -48,6 +48,10 @@ def test_catalog_names_are_inputs(models, tmp_path):
                  "--chip-size", "64", "--overlap", "8")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (tmp_path / "neon-osbs-10cm-epsg32617_mask.tif").is_file()
+    result = run("translate", "aerial-0.6m", "--out", tmp_path, "--model", models(0.6),
+                 "--chip-size", "256", "--overlap", "16")  # fmt: skip
+    assert result.exit_code == 0, result.output  # a name with a dot is still a name
+    assert (tmp_path / "aerial-0.6m-epsg3857_mask.tif").is_file()
 
 
 def test_help_names_the_default_model():

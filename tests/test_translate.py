@@ -173,6 +173,43 @@ def test_nan_in_a_float_scene_without_nodata_is_nodata(scenes, models, tmp_path)
         assert (render[:, mask == 255] == 0).all()
 
 
+def test_a_disk_too_small_is_refused_before_and_a_full_disk_leaves_nothing(
+    scenes, models, tmp_path, monkeypatch
+):
+    import errno
+    import shutil
+
+    import geo2map.disk_space
+    import geo2map.parts
+
+    scene = scenes / "aerial-0.6m-epsg3857.tif"  # 1024 x 1024: four 512 px blocks
+    opts = dict(model=models(0.6), chip_size=128, overlap=16, block_size=512)
+    out = tmp_path / "small"
+    usage = shutil.disk_usage(tmp_path)
+    with monkeypatch.context() as m:
+        m.setattr(geo2map.disk_space.shutil, "disk_usage", lambda _: usage._replace(free=10**6))
+        with pytest.raises(Geo2MapError, match="0.00 GB free, and this scene needs about 0.01 GB"):
+            geo2map.translate(scene, out, **opts)
+    assert list(out.iterdir()) == []
+
+    real_save = np.save
+    calls = []
+
+    def save_until_the_disk_fills(f, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            f.write(b"half a block")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(f, *args, **kwargs)
+
+    out = tmp_path / "full"
+    monkeypatch.setattr(geo2map.parts.np, "save", save_until_the_disk_fills)
+    with pytest.raises(Geo2MapError, match="the disk filled up while this scene was written"):
+        geo2map.translate(scene, out, **opts)
+    assert len(calls) == 3
+    assert [p.name for p in out.iterdir()] == []  # no COG, part, temporary or lock
+
+
 @pytest.mark.parametrize(
     "name",
     ["dutch-aerial-25cm-epsg28992.tif", "aerial-0.6m-epsg3857.tif"],
