@@ -89,12 +89,12 @@ def print_summaries(summaries: list) -> None:
 def progress_bar() -> Iterator[Callable[..., None]]:
     """A rich progress bar over pixels; yields the callback the pipeline reports to.
     Without a terminal there is no bar (rich would still end it with a blank line) and
-    only the messages are printed."""
+    the messages (job size, dashboard address) go to stdout: stderr keeps errors only."""
     if not err_console.is_terminal:
 
         def messages_only(pixels: int, total: int | None = None, message: str | None = None):
             if message:
-                err_console.print(message, highlight=False)
+                out_console.print(message, highlight=False)
 
         yield messages_only
         return
@@ -174,6 +174,10 @@ def translate(
     force_gsd: Annotated[
         bool, typer.Option(help="translate even if the pixel size is more than 8x from the model's")
     ] = False,
+    max_megapixels: Annotated[
+        float,
+        typer.Option(help="largest scene or job (model-grid megapixels) run without asking"),
+    ] = 20_000,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
     precision: Annotated[
         str, typer.Option(help="auto (int8 or bf16 where fast), int8, bf16 or fp32")
@@ -218,7 +222,7 @@ def translate(
             block_size=block_size, bands=parse_bands(bands), scale=scale, output_grid=output_grid,
             force_gsd=force_gsd, device=device, precision=precision, scheduler=scheduler, cluster=cluster,
             workers=workers, overwrite=overwrite, compress=compress, vectors=vectors, simplify=simplify,
-            min_area=min_area, stac=stac, report=report,
+            min_area=min_area, stac=stac, report=report, max_megapixels=max_megapixels,
         )  # fmt: skip
         run_translation([resolve_input(i, data_root) for i in inputs], out, options)
 

@@ -26,11 +26,13 @@ import torch
 from dask.sizeof import sizeof
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rasterio.control import GroundControlPoint
+from rasterio.enums import MaskFlags
 
 from geo2map.disk_space import check_free_space, disk_full_error, is_disk_full
 from geo2map.errors import Geo2MapError
 from geo2map.execution import (
     TorchThreads,
+    available_cpus,
     open_runner,
     prepare_local_cluster,
     threads_for_this_task,
@@ -58,6 +60,11 @@ from geo2map.tiling import (
 from geo2map.translator import cached_translator, pick_device, pick_precision
 from geo2map.writer import MASK_NODATA, TILE, OutputPaths, SceneWriter, check_writable
 
+# ~3 hours of a 2-core CPU (about 1 MP/s per core end to end, int8): a 100 km^2 city at
+# 0.6 m is ~280 MP. Beyond it a typo (a wrong --force-gsd, a huge VRT) would start a job of
+# days, so the user raises the limit on purpose (--max-megapixels).
+MAX_MEGAPIXELS = 20_000
+CPU_MP_PER_S_PER_CORE = 1.0
 MAX_CHIP_SIZE = 2048
 MAX_BATCH_SIZE = 64
 MAX_BLOCK_SIZE = 8192
@@ -105,6 +112,10 @@ class TranslateOptions(BaseModel):
     )
     stac: bool = False
     report: bool = False
+    max_megapixels: float = Field(
+        default=MAX_MEGAPIXELS, gt=0,
+        description="largest scene or job, in model-grid megapixels, run without being asked",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _check_geometry(self) -> TranslateOptions:
@@ -180,8 +191,9 @@ def plan_for(scene: Scene, options: TranslateOptions, card: ModelCard) -> SceneP
             f"chip size {options.chip_size} is not a multiple of {card.input.multiple}, "
             f"which model {card.name} needs; try {nearest}"
         )
-    _check_has_valid_pixels(scene)
     height, width = model_grid_shape(scene, card.input.gsd_m, options.force_gsd)
+    check_job_size(f"{scene.path}:", height * width, options.max_megapixels)
+    _check_has_valid_pixels(scene)
     on_model = options.output_grid == "model"
     return ScenePlan(
         scene=scene,
@@ -196,8 +208,42 @@ def plan_for(scene: Scene, options: TranslateOptions, card: ModelCard) -> SceneP
     )
 
 
+def job_size_text(model_pixels: int) -> str:
+    """ "1,234 MP on the model grid, about 20 min on this machine's CPU"."""
+    mp = model_pixels / 1e6
+    seconds = mp / (CPU_MP_PER_S_PER_CORE * available_cpus())
+    if seconds < 60:
+        eta = "under a minute"
+    elif seconds < 3600:
+        eta = f"about {seconds / 60:.0f} min"
+    elif seconds < 86400:
+        eta = f"about {seconds / 3600:.1f} h"
+    else:
+        eta = f"about {seconds / 86400:.1f} days"
+    return f"{mp:,.1f} MP on the model grid, {eta} on {available_cpus()} CPU cores"
+
+
+def check_job_size(what: str, model_pixels: int, limit_mp: float) -> None:
+    """Refuse a scene or job above ``--max-megapixels`` before anything is planned for it."""
+    if model_pixels / 1e6 > limit_mp:
+        raise Geo2MapError(
+            f"{what} {job_size_text(model_pixels)}: above --max-megapixels {limit_mp:g}; "
+            f"pass --max-megapixels {int(np.ceil(model_pixels / 1e6))} to run it"
+        )
+
+
+# Above this many pixels the scene is not scanned whole for a valid pixel: a decimated
+# read of a huge VRT visits every source (~4 s per 1,000 sources here).
+FULL_SCAN_PIXELS = 256 * 2**20
+
+
 def _check_has_valid_pixels(scene: Scene) -> None:
+    """Refuse a scene in which no pixel is valid, without reading all of a huge one."""
     with open_dataset(scene.path) as ds:
+        if all(MaskFlags.all_valid in flags for flags in ds.mask_flag_enums):
+            return  # no nodata, alpha or mask: every pixel is valid
+        if ds.width * ds.height > FULL_SCAN_PIXELS:
+            return  # not worth hours of reading: chips without a valid pixel are skipped
         f = max(1, int(np.ceil(max(ds.width, ds.height) / 1024)))
         shape = (max(1, ds.height // f), max(1, ds.width // f))
         mask = reading(ds, "an overview of its valid pixels", lambda: ds.dataset_mask(
@@ -678,13 +724,16 @@ def plan_and_translate(
     preload = worker_model(options)
     prepare_local_cluster(options.cluster, preload)  # starts while we plan
     card, plans = plan_all(inputs, options)
+    model_pixels = sum(p.grid.height * p.grid.width for p in plans)
+    check_job_size("this job is", model_pixels, options.max_megapixels)
     for plan in plans:
         check_writable(scene_paths(out_dir, plan, options), options.overwrite)
     collection = Path(out_dir) / "collection.json"
     if options.stac and len(plans) > 1 and collection.exists() and not options.overwrite:
         raise Geo2MapError(f"{collection} already exists; pass --overwrite to replace it")
     if progress:
-        progress(0, sum(p.output_height * p.output_width for p in plans))
+        progress(0, sum(p.output_height * p.output_width for p in plans),
+                 message=f"{len(plans)} scene(s): {job_size_text(model_pixels)}")  # fmt: skip
     with (
         gdal_env(),
         open_runner(options.scheduler, options.workers, options.cluster, preload) as runner,

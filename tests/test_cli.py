@@ -182,6 +182,22 @@ def test_nonsense_options(scenes, models, tmp_path, options, message):
     assert_clean_failure(result, message, out)
 
 
+def test_job_size_is_shown_first_and_absurd_jobs_need_a_raised_limit(scenes, models, tmp_path):
+    out = tmp_path / "out"
+    # A 300 m scene forced onto a 0.6 m model: ~142,000 MP, most of a day here.
+    coarse = scenes / "landsat-rgb-300m-epsg32618.tif"
+    result = run("translate", coarse, "--out", out, "--model", models(0.6), "--force-gsd")
+    assert_clean_failure(result, "MP on the model grid", out)
+    assert "pass --max-megapixels 142023 to run it" in result.stderr
+    # Each scene under the limit, the job above it.
+    two = [scenes / DUTCH, scenes / "aerial-0.6m-epsg3857.tif"]
+    result = run("translate", *two, "--out", out, "--model", models(0.6), "--max-megapixels", "1.1")
+    assert_clean_failure(result, "this job is 1.2 MP on the model grid", out)
+    result = run("translate", scenes / DUTCH, "--out", out, "--model", models(0.6))
+    assert result.exit_code == 0, result.output
+    assert "1 scene(s): 0.2 MP on the model grid, under a minute on" in result.stdout
+
+
 def test_invalid_model_files(scenes, models, tmp_path):
     good = Path(models(0.6))
     broken = tmp_path / "broken"

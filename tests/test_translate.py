@@ -8,6 +8,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from rio_cogeo.cogeo import cog_validate
 
 import geo2map
 from geo2map.errors import Geo2MapError
+from geo2map.mosaic import repeated_vrt
 
 # With a 0.6 m model these are more than 8x coarser (5 m, ~8 m, 300 m): refused with the GSD message.
 TOO_COARSE_FOR_0_6M = {"landsat", "naip", "rgbn", "sentinel2"}
@@ -208,6 +210,20 @@ def test_a_disk_too_small_is_refused_before_and_a_full_disk_leaves_nothing(
         geo2map.translate(scene, out, **opts)
     assert len(calls) == 3
     assert [p.name for p in out.iterdir()] == []  # no COG, part, temporary or lock
+
+
+def test_planning_a_huge_vrt_does_not_scan_it(scenes, models, tmp_path):
+    # 102,400^2 px in 10,000 sources: scanning it for a valid pixel took ~50 s here, and
+    # time grows with the pixels (days for a 10^7-px-wide VRT).
+    from geo2map.models.io import load_card
+    from geo2map.pipeline import TranslateOptions, plan_scene
+
+    vrt = repeated_vrt(scenes / "aerial-0.6m-epsg3857.tif", 100, tmp_path / "huge.vrt")
+    _, card = load_card(models(0.6))
+    start = time.perf_counter()
+    plan = plan_scene(vrt, TranslateOptions(model=models(0.6)), card)
+    assert time.perf_counter() - start < 15
+    assert plan.grid.height == 102_400
 
 
 @pytest.mark.parametrize(
