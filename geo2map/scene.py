@@ -6,6 +6,7 @@ so Dask tasks carry a ``Scene`` and reopen the file by path.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from affine import Affine
 from pyproj import Geod
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.transform import from_gcps
 from rasterio.windows import Window
 
@@ -79,7 +80,10 @@ def open_dataset(path: str | Path) -> rasterio.DatasetReader:
         raise Geo2MapError(f"{path}: no such file; check the path (or `geo2map catalog list`)")
     cap_gdal_cache()  # before the first read of a scene, for the whole run
     try:
-        return rasterio.open(path)
+        with warnings.catch_warnings():
+            # no geotransform: ground_sample_distance refuses it in one line
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
     except RasterioIOError:
         raise Geo2MapError(
             f"{path}: not a raster GDAL can read; give a GeoTIFF, COG or VRT"
@@ -149,6 +153,11 @@ def ground_sample_distance(ds: rasterio.DatasetReader) -> tuple[float, CRS | Non
         raise Geo2MapError(
             f"{ds.name}: no georeferencing (no CRS, no GCPs); for plain images use "
             "`geo2map translate-image`, which assumes the model's GSD"
+        )
+    if not gcps and transform == Affine.identity():
+        raise Geo2MapError(
+            f"{ds.name}: a CRS but no geotransform (nothing places the pixels on the "
+            "ground); repair it, e.g. gdal_edit.py -a_ullr, or use `geo2map translate-image`"
         )
     if crs.is_geographic:
         geod = Geod(ellps="WGS84")

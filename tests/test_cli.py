@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,14 @@ def bad_inputs(tmp_path: Path, scenes: Path) -> dict[str, Path]:
         dst.write(np.asarray(indexed)[None])
         table = np.asarray(indexed.getpalette()[: 64 * 3]).reshape(64, 3)
         dst.write_colormap(1, {i: (*map(int, c), 255) for i, c in enumerate(table)})
+    # A CRS but no geotransform: nothing places the pixels on the ground.
+    with rasterio.open(scenes / DUTCH) as src:
+        profile = {k: v for k, v in src.profile.items() if k != "transform"}
+        made["crs-no-transform"] = tmp_path / "crs-only.tif"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with rasterio.open(made["crs-no-transform"], "w", **profile) as dst:
+                dst.write(src.read())
     # A download cut short: the header and the first tiles are there, the rest is not.
     made["truncated"] = tmp_path / "truncated.tif"
     made["truncated"].write_bytes((scenes / DUTCH).read_bytes()[:70_000])
@@ -116,6 +125,7 @@ def bad_inputs(tmp_path: Path, scenes: Path) -> dict[str, Path]:
         ("two-bands", "--bands"),
         ("all-nodata", "every pixel is nodata"),
         ("palette", "gdal_translate -expand rgb palette.tif palette-rgb.tif"),
+        ("crs-no-transform", "a CRS but no geotransform"),
         ("truncated", "truncated.tif: cannot read rows"),
         ("vrt-missing-source", "moved.tif: No such file or directory"),
     ],
