@@ -95,6 +95,14 @@ def test_resume_after_kill_reaches_the_same_state(tmp_path: Path) -> None:
     assert card4.metrics["validation_split"]["pairs"]["count"] == 2
     assert not list((tmp_path / "exported").glob(".*partial*"))
 
+    # int8: calibrated on training images, and the int8 graph (no float parameters) scored
+    masks = resolve("landcoverai-chips", verify=False)
+    export(best, tmp_path / "exported" / "q", pairs_dir=pairs, masks_dir=masks, half=True,
+           int8=True)  # fmt: skip
+    _, card5 = load_model(tmp_path / "exported" / "q")
+    assert card5.int8 is not None
+    assert card5.metrics["validation_split_int8"]["masks"]["count"] == 2
+
     # a class-weight list that does not fit the 5 mask classes is refused, naming the key
     with pytest.raises(Geo2MapError, match=r"mask_class_weights has 2 values"):
         _run(tmp_path / "c", 1, "loss.mask_class_weights=[1, 2]")

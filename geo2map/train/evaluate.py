@@ -45,7 +45,8 @@ def predict(
     """uint8 (H, W, 3) images of one size -> (render uint8 (H, W, 3), class mask (H, W)) each,
     on the model's device, as inference runs it (eval mode, bf16 autocast, channels_last)."""
     model.eval()
-    device = next(model.parameters()).device
+    # an int8 graph has no float parameters: it runs on the CPU
+    device = next(model.parameters(), torch.empty(0)).device
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255
     x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     x = x.to(device).contiguous(memory_format=torch.channels_last)
