@@ -45,7 +45,7 @@ from geo2map.models.io import DEFAULT_MODEL, model_paths
 from geo2map.parts import BlockParts, fingerprint
 from geo2map.raster import ModelGrid, read_model_window, read_output_valid
 from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset, reading
-from geo2map.scene_lock import remove_stale_temporaries, scene_lock
+from geo2map.scene_lock import scene_lock
 from geo2map.tiling import (
     AxisMap,
     Block,
@@ -58,13 +58,22 @@ from geo2map.tiling import (
     resample_block,
 )
 from geo2map.translator import cached_translator, pick_device, pick_precision
-from geo2map.writer import MASK_NODATA, TILE, OutputPaths, SceneWriter, check_writable
+from geo2map.writer import (
+    MASK_NODATA,
+    TILE,
+    OutputPaths,
+    SceneWriter,
+    check_writable,
+    remove_stale_temporaries,
+)
 
 # ~3 hours of a 2-core CPU (about 1 MP/s per core end to end, int8): a 100 km^2 city at
 # 0.6 m is ~280 MP. Beyond it a typo (a wrong --force-gsd, a huge VRT) would start a job of
 # days, so the user raises the limit on purpose (--max-megapixels).
 MAX_MEGAPIXELS = 20_000
 CPU_MP_PER_S_PER_CORE = 1.0
+# Upper bounds of the options: past them a run needs memory out of all proportion for no
+# better output (TranslateOptions._check_geometry says why for each).
 MAX_CHIP_SIZE = 2048
 MAX_BATCH_SIZE = 64
 MAX_BLOCK_SIZE = 8192
@@ -83,8 +92,6 @@ class TranslateOptions(BaseModel):
     block_size: int = Field(
         default=1024, ge=TILE, description="output block side (multiple of 512)"
     )
-    # Upper bounds: past them a run needs memory out of all proportion for no better output
-    # (see _check_geometry).
     bands: list[int] | None = None
     scale: tuple[float, float] | None = None
     output_grid: Literal["input", "model"] = "input"
@@ -209,7 +216,8 @@ def plan_for(scene: Scene, options: TranslateOptions, card: ModelCard) -> SceneP
 
 
 def job_size_text(model_pixels: int) -> str:
-    """ "1,234 MP on the model grid, about 20 min on this machine's CPU"."""
+    """The size of a job and its estimated time, e.g. "1,234.0 MP on the model grid, about
+    10 min on 2 CPU cores"."""
     mp = model_pixels / 1e6
     seconds = mp / (CPU_MP_PER_S_PER_CORE * available_cpus())
     if seconds < 60:
@@ -649,9 +657,7 @@ def write_scene(
                 progress(block.height * block.width)
     except BaseException as e:
         writer.cleanup()
-        if is_disk_full(e):  # the user must change something first: give the space back
-            parts.remove()
-            raise disk_full_error(Path(out_dir), pixels) from None
+        _refuse_if_disk_full(e, parts, Path(out_dir), pixels)
         parts.remove_if_empty()  # finished blocks stay for the next run to resume
         raise
     try:
@@ -674,12 +680,18 @@ def write_scene(
         writer.cleanup()
         for p in paths.all():  # checked absent (or --overwrite) before the run
             p.unlink(missing_ok=True)
-        if is_disk_full(e):
-            parts.remove()
-            raise disk_full_error(Path(out_dir), pixels) from None
+        _refuse_if_disk_full(e, parts, Path(out_dir), pixels)
         raise
     parts.remove()
     return summary
+
+
+def _refuse_if_disk_full(e: BaseException, parts: BlockParts, out_dir: Path, pixels: int) -> None:
+    """A full disk is not a kill: the user must change something before a rerun, so the
+    finished blocks give their space back and the error is one line."""
+    if is_disk_full(e):
+        parts.remove()
+        raise disk_full_error(out_dir, pixels) from None
 
 
 def worker_model(options: TranslateOptions) -> PreloadModel | None:

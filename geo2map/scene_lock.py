@@ -1,13 +1,10 @@
-"""One run at a time writes a scene's outputs: a lock file beside them, and the temporaries
-that killed runs left behind are removed once the lock is ours."""
+"""One run at a time writes a scene's outputs: a lock file beside them."""
 
 from __future__ import annotations
 
 import fcntl
-import glob
 import os
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -50,19 +47,3 @@ def scene_lock(out_dir: Path, name: str) -> Iterator[None]:
     finally:
         path.unlink(missing_ok=True)
         os.close(fd)
-
-
-def remove_stale_temporaries(outputs: Iterable[Path]) -> list[Path]:
-    """Delete the hidden temporaries (``.<stem>.<tag>-<pid><suffix>``, see
-    ``writer.hidden``) of these output files that other processes left. Call it holding the
-    scene's lock: then every such file belongs to a run that died."""
-    removed = []
-    mine = os.getpid()
-    for out in outputs:
-        pattern = re.compile(rf"\.{re.escape(out.stem)}\.[a-z]+-(\d+){re.escape(out.suffix)}")
-        for p in out.parent.glob(glob.escape(f".{out.stem}.") + "*"):
-            m = pattern.fullmatch(p.name)
-            if m and int(m.group(1)) != mine and p.is_file():
-                p.unlink(missing_ok=True)
-                removed.append(p)
-    return removed

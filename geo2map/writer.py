@@ -8,8 +8,11 @@ window by window, hence the two steps.)
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import warnings
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +114,22 @@ class OutputPaths:
 def hidden(path: Path, tag: str) -> Path:
     """A temporary name beside ``path``: hidden, tagged with our PID, same suffix (drivers care)."""
     return path.with_name(f".{path.stem}.{tag}-{os.getpid()}{path.suffix}")
+
+
+def remove_stale_temporaries(outputs: Iterable[Path]) -> list[Path]:
+    """Delete the temporaries (:func:`hidden` names) of these output files that other
+    processes left. Call it holding the scene's lock (``scene_lock``): then every such file
+    belongs to a run that died."""
+    removed = []
+    mine = os.getpid()
+    for out in outputs:
+        pattern = re.compile(rf"\.{re.escape(out.stem)}\.[a-z]+-(\d+){re.escape(out.suffix)}")
+        for p in out.parent.glob(glob.escape(f".{out.stem}.") + "*"):
+            m = pattern.fullmatch(p.name)
+            if m and int(m.group(1)) != mine and p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
