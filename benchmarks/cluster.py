@@ -22,19 +22,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import geo2map
 from benchmarks.common import (
     alternate,
     arguments,
-    default_model,
-    frozen_model,
-    machine,
+    benchmark_run,
+    megapixels,
     paired_ratios,
-    report,
-    scene,
     timed,
 )
 from geo2map.execution import open_runner
@@ -66,16 +62,9 @@ def main() -> None:
     parser = arguments(__doc__, repeats=4, rounds=True, model=True)
     parser.add_argument("--cli", action="store_true", help="time the command, a process a run")
     args = parser.parse_args()
-    start_machine = machine()
-    model_src, model_note = (args.model, "--model") if args.model else default_model()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model = str(frozen_model(model_src, tmp / "model"))
-        scene_path = scene(args.repeats, tmp)
-        mp = (1024 * args.repeats) ** 2 / 1e6
-        print(
-            f"scene {1024 * args.repeats} px square ({mp:.1f} MP), model {model_note}", flush=True
-        )
+    mp = megapixels(args.repeats)
+    with benchmark_run("cluster", args) as run:
+        scene_path, tmp, model = run.scene(), run.folder, str(run.model)
         stop_worker_forkserver()
         startup = timed(cluster_start_stop)
         print(f"  LocalCluster(2) start + stop alone: {startup:.1f} s", flush=True)
@@ -89,31 +78,24 @@ def main() -> None:
                 "threads (default)": lambda: threads_run(scene_path, tmp / "a", model),
                 "cluster local:2": lambda: cluster_run(scene_path, tmp / "b", model),
             }
-        times = alternate(
-            runs,
-            args.rounds,
-            before_each=stop_worker_forkserver,
-        )
-    best = {k: min(v) for k, v in times.items()}
-    overhead = best["cluster local:2"] / best["threads (default)"] - 1
-    per_round = [r - 1 for r in paired_ratios(times, ["cluster local:2"], "threads (default)")]
-    for k, s in best.items():
-        print(f"{k:<18}: {mp / s:6.2f} MP/s ({s:.1f} s)")
-    print("overhead per round: " + ", ".join(f"{r * 100:+.1f} %" for r in per_round))
-    print(f"cluster overhead: {overhead * 100:+.1f} %  (target <= 15 %); "
-          f"cluster start + stop alone {startup:.1f} s")  # fmt: skip
-    report(
-        "cluster",
-        {
-            "scene_px": [1024 * args.repeats] * 2, "megapixels": mp, "model": model_note,
-            "mode": "cli" if args.cli else "api",
-            "seconds": times, "cluster_start_stop_seconds": startup,
-            "megapixels_per_second": {k: mp / s for k, s in best.items()},
-            "overhead": overhead, "overhead_per_round": per_round, "target": "<= 0.15",
-            "machine_start": start_machine,
-        },
-        args.json,
-    )  # fmt: skip
+        times = alternate(runs, args.rounds, before_each=stop_worker_forkserver)
+        best = {k: min(v) for k, v in times.items()}
+        overhead = best["cluster local:2"] / best["threads (default)"] - 1
+        per_round = [r - 1 for r in paired_ratios(times, ["cluster local:2"], "threads (default)")]
+        for k, s in best.items():
+            print(f"{k:<18}: {mp / s:6.2f} MP/s ({s:.1f} s)")
+        print("overhead per round: " + ", ".join(f"{r * 100:+.1f} %" for r in per_round))
+        print(f"cluster overhead: {overhead * 100:+.1f} %  (target <= 15 %); "
+              f"cluster start + stop alone {startup:.1f} s")  # fmt: skip
+        run.report(
+            {
+                "scene_px": [1024 * args.repeats] * 2, "megapixels": mp, "model": run.model_note,
+                "mode": "cli" if args.cli else "api",
+                "seconds": times, "cluster_start_stop_seconds": startup,
+                "megapixels_per_second": {k: mp / s for k, s in best.items()},
+                "overhead": overhead, "overhead_per_round": per_round, "target": "<= 0.15",
+            }
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

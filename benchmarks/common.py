@@ -14,14 +14,17 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import rasterio
 import rasterio.shutil
 
 from geo2map.catalog import PROJECT_ROOT, resolve
+from geo2map.execution import tune_malloc
 from geo2map.models.io import DEFAULT_MODEL, model_paths
 from geo2map.mosaic import repeated_vrt
 
@@ -78,6 +81,63 @@ def scene(repeats: int, folder: Path, geotiff: bool = False) -> Path:
         COMPRESS="DEFLATE", BIGTIFF="IF_SAFER",
     )  # fmt: skip
     return tif
+
+
+def megapixels(repeats: int) -> float:
+    return (1024 * repeats) ** 2 / 1e6
+
+
+@dataclass
+class BenchmarkRun:
+    """One run of a benchmark script: its arguments, the machine notes at its start, and a
+    temporary folder holding a frozen copy of the model and the scenes."""
+
+    name: str
+    args: argparse.Namespace
+    folder: Path
+    model: Path | None  # None for a benchmark that builds its own
+    model_note: str
+    machine_start: dict
+
+    def scene(self, repeats: int | None = None, geotiff: bool = False) -> Path:
+        """The benchmark scene (``--repeats`` unless given), announced with its size."""
+        n = repeats or self.args.repeats
+        print(f"scene {1024 * n} px square ({megapixels(n):.1f} MP), model {self.model_note}",
+              flush=True)  # fmt: skip
+        return scene(n, self.folder, geotiff)
+
+    def report(self, result: dict) -> None:
+        report(self.name, {**result, "machine_start": self.machine_start}, self.args.json)
+
+
+@contextlib.contextmanager
+def benchmark_run(
+    name: str, args: argparse.Namespace, with_model: bool = True
+) -> Iterator[BenchmarkRun]:
+    """Set up a benchmark's parent process as the ``geo2map`` command sets up its own (malloc
+    tuned, so the numbers are what users get), note the machine, freeze the model."""
+    tune_malloc()
+    start = machine()
+    source, note = (args.model, "--model") if getattr(args, "model", None) else default_model()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model = frozen_model(source, folder / "model") if with_model else None
+        yield BenchmarkRun(name, args, folder, model, note if with_model else "", start)
+
+
+def end_to_end(scene_path: Path, out: Path, options: object) -> None:
+    """``geo2map.translate``, file to COGs, loading the model afresh as a new run does (and
+    so setting its own torch thread count)."""
+    import geo2map
+    from geo2map.translator import cached_translator
+
+    cached_translator.cache_clear()
+    geo2map.translate(scene_path, out, options)
+
+
+def peak_rss_by_config(results: dict[str, list[dict]]) -> dict[str, float]:
+    """The highest peak RSS each configuration's child processes reported."""
+    return {k: max(x["ru_maxrss_mb"] for x in v) for k, v in results.items()}
 
 
 def busy_processes(min_cpu: float = 20.0, interval: float = 1.0) -> list[str]:

@@ -11,19 +11,14 @@ own), after one untimed warm-up batch. Variants are interleaved over two rounds;
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from benchmarks.common import (
     arguments,
+    benchmark_run,
     child_result,
-    default_model,
-    frozen_model,
-    machine,
-    report,
+    peak_rss_by_config,
     run_child,
-    scene,
 )
 
 # name: (precision, channels_last, batch, torch threads, concurrent streams)
@@ -46,7 +41,8 @@ def child(scene_path: str, model: str, variant: str, n_chips: int) -> None:
     import torch
 
     from geo2map.models.io import load_model
-    from geo2map.pipeline import TranslateOptions, plan_scene
+    from geo2map.options import TranslateOptions
+    from geo2map.plan import plan_scene
     from geo2map.raster import read_model_window
 
     precision, channels_last, batch, threads, streams = VARIANTS[variant]
@@ -102,37 +98,30 @@ def main() -> None:
     if args.child:
         child(args.child[0], args.child[1], args.child[2], int(args.child[3]))
         return
-    start_machine = machine()
-    model_src, model_note = (args.model, "--model") if args.model else default_model()
     results: dict[str, list[dict]] = {k: [] for k in VARIANTS}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model = str(frozen_model(model_src, tmp / "model"))
-        scene_path = str(scene(4, tmp))
+    with benchmark_run("forward_variants", args) as run:
+        scene_path = str(run.scene(repeats=4))
         for r in range(args.rounds):
             for name in VARIANTS if r % 2 == 0 else reversed(VARIANTS):
                 cmd = [sys.executable, "-m", "benchmarks.forward_variants", "--child",
-                       scene_path, model, name, str(args.chips)]  # fmt: skip
+                       scene_path, str(run.model), name, str(args.chips)]  # fmt: skip
                 res = run_child(cmd)
                 results[name].append(res)
                 print(f"  round {r + 1}: {name:<40} {res['seconds_per_chip']:6.3f} s/chip, "
                       f"peak RSS {res['ru_maxrss_mb']:5.0f} MB", flush=True)  # fmt: skip
-    best = {k: min(x["seconds_per_chip"] for x in v) for k, v in results.items()}
-    naive = best["fp32 NCHW  b1 t2 (naive)"]
-    for k, s in best.items():
-        peak = max(x["ru_maxrss_mb"] for x in results[k])
-        print(f"{k:<40}: {s:6.3f} s/chip, {naive / s:4.2f}x naive, peak RSS {peak:5.0f} MB")
-    report(
-        "forward_variants",
-        {
-            "chips": args.chips, "model": model_note, "runs": results,
-            "seconds_per_chip": best,
-            "speed_over_naive": {k: naive / s for k, s in best.items()},
-            "peak_rss_mb": {k: max(x["ru_maxrss_mb"] for x in v) for k, v in results.items()},
-            "machine_start": start_machine,
-        },
-        args.json,
-    )  # fmt: skip
+        best = {k: min(x["seconds_per_chip"] for x in v) for k, v in results.items()}
+        naive = best["fp32 NCHW  b1 t2 (naive)"]
+        peaks = peak_rss_by_config(results)
+        for k, s in best.items():
+            print(f"{k:<40}: {s:6.3f} s/chip, {naive / s:4.2f}x naive, peak RSS {peaks[k]:5.0f} MB")
+        run.report(
+            {
+                "chips": args.chips, "model": run.model_note, "runs": results,
+                "seconds_per_chip": best,
+                "speed_over_naive": {k: naive / s for k, s in best.items()},
+                "peak_rss_mb": peaks,
+            }
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

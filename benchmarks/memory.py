@@ -13,20 +13,10 @@ The 16k run translates 268 MP: on 2 free cores it takes several minutes (see the
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import (
-    arguments,
-    child_result,
-    default_model,
-    frozen_model,
-    machine,
-    report,
-    run_child,
-    scene,
-)
+from benchmarks.common import arguments, benchmark_run, child_result, megapixels, run_child, scene
 
 
 def micro_batched(n: int) -> None:
@@ -39,8 +29,10 @@ def micro_batched(n: int) -> None:
 
 def child(repeats: int, model: str, folder: str, micro_batch: int = 0) -> None:
     import geo2map
+    from geo2map.execution import tune_malloc
     from geo2map.models.io import load_model
 
+    tune_malloc()  # as the geo2map command does
     if micro_batch:
         micro_batched(micro_batch)
 
@@ -51,7 +43,7 @@ def child(repeats: int, model: str, folder: str, micro_batch: int = 0) -> None:
     path = scene(repeats, Path(folder))
     start = time.perf_counter()
     geo2map.translate(path, Path(folder) / "out", model=model, overwrite=True)
-    child_result(seconds=time.perf_counter() - start, megapixels=(1024 * repeats) ** 2 / 1e6)
+    child_result(seconds=time.perf_counter() - start, megapixels=megapixels(repeats))
 
 
 def main() -> None:
@@ -68,16 +60,12 @@ def main() -> None:
     if args.child:
         child(int(args.child[0]), args.child[1], args.child[2], args.micro_batch)
         return
-    start_machine = machine()
-    model_src, model_note = (args.model, "--model") if args.model else default_model()
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model = frozen_model(model_src, tmp / "model")
+    with benchmark_run("memory", args) as run:
         for n in [0, *sorted(args.sizes)]:
-            folder = tmp / f"x{n}"
+            folder = run.folder / f"x{n}"
             folder.mkdir()
-            cmd = [sys.executable, "-m", "benchmarks.memory", "--child", str(n), str(model),
+            cmd = [sys.executable, "-m", "benchmarks.memory", "--child", str(n), str(run.model),
                    str(folder), "--micro-batch", str(args.micro_batch)]  # fmt: skip
             res = run_child(cmd, env=dict(kv.split("=", 1) for kv in args.env))
             label = "imports + model" if n == 0 else f"{1024 * n} px square"
@@ -87,24 +75,21 @@ def main() -> None:
                   f"{res['sampled_peak_rss_mb']:.0f} MB at {res['sampled_peak_at_s']:.0f} s of "
                   f"{res['child_wall_s']:.0f} s), translate {res['seconds']:.0f} s{rate}",
                   flush=True)  # fmt: skip
-    sizes = [k for k in results if k != "imports + model"]
-    small, large = results[sizes[0]]["ru_maxrss_mb"], results[sizes[-1]]["ru_maxrss_mb"]
-    print(f"peak {sizes[-1]}: {large / 1024:.2f} GB (target <= 2.5 GB); "
-          f"ratio to {sizes[0]}: {large / small:.2f} (target <= 1.2)")  # fmt: skip
-    report(
-        "memory",
-        {
-            "model": model_note,
-            "micro_batch_experiment": args.micro_batch or None,
-            "env_experiment": args.env or None,
-            "runs": results,
-            "peak_largest_gb": large / 1024,
-            "ratio_largest_over_smallest": large / small,
-            "target": "<= 2.5 GB and <= 1.2x",
-            "machine_start": start_machine,
-        },
-        args.json,
-    )
+        sizes = [k for k in results if k != "imports + model"]
+        small, large = results[sizes[0]]["ru_maxrss_mb"], results[sizes[-1]]["ru_maxrss_mb"]
+        print(f"peak {sizes[-1]}: {large / 1024:.2f} GB (target <= 2.5 GB); "
+              f"ratio to {sizes[0]}: {large / small:.2f} (target <= 1.2)")  # fmt: skip
+        run.report(
+            {
+                "model": run.model_note,
+                "micro_batch_experiment": args.micro_batch or None,
+                "env_experiment": args.env or None,
+                "runs": results,
+                "peak_largest_gb": large / 1024,
+                "ratio_largest_over_smallest": large / small,
+                "target": "<= 2.5 GB and <= 1.2x",
+            }
+        )
 
 
 if __name__ == "__main__":

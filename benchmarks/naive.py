@@ -15,7 +15,6 @@ quicklook). The two are interleaved ``--rounds`` times; the best of each is kept
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,19 +22,11 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-import geo2map
-from benchmarks.common import (
-    alternate,
-    arguments,
-    default_model,
-    frozen_model,
-    machine,
-    report,
-    scene,
-)
+from benchmarks.common import alternate, arguments, benchmark_run, end_to_end
 from geo2map.models.io import load_model
-from geo2map.pipeline import TranslateOptions, plan_scene
-from geo2map.translator import cached_translator, pick_device, pick_precision
+from geo2map.options import TranslateOptions
+from geo2map.plan import plan_scene
+from geo2map.translator import pick_device, pick_precision
 
 
 def naive_loop(scene_path: Path, model_path: str, chips, size: int, out: Path) -> None:
@@ -68,58 +59,45 @@ def naive_loop(scene_path: Path, model_path: str, chips, size: int, out: Path) -
                 mask_dst.write(mask.numpy(), 1, window=window)
 
 
-def end_to_end(scene_path: Path, out: Path, options: TranslateOptions) -> None:
-    cached_translator.cache_clear()  # so the run sets its own torch thread count
-    geo2map.translate(scene_path, out, options)
-
-
 def main() -> None:
     parser = arguments(__doc__, repeats=3, rounds=True, model=True)
     args = parser.parse_args()
-    start_machine = machine()
-    model_src, model_note = (args.model, "--model") if args.model else default_model()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model = frozen_model(model_src, tmp / "model")
-        scene_path = scene(args.repeats, tmp)
-        options = TranslateOptions(model=str(model), overwrite=True)
+    with benchmark_run("naive", args) as run:
+        scene_path, tmp = run.scene(), run.folder
+        options = TranslateOptions(model=str(run.model), overwrite=True)
         _, card = load_model(options.model)
         plan = plan_scene(scene_path, options, card)
         assert not plan.needs_resampling  # the naive loop reads the file's own pixels
         mp = plan.output_height * plan.output_width / 1e6
         chips = plan.chips.chips
-        print(f"scene {plan.output_width}x{plan.output_height} ({mp:.1f} MP), {len(chips)} "
-              f"chips of {options.chip_size} px, model {card.name} ({model_note})", flush=True)  # fmt: skip
+        print(f"{len(chips)} chips of {options.chip_size} px, model {card.name}", flush=True)
         times = alternate(
             {
                 "naive loop": lambda: naive_loop(
-                    scene_path, str(model), chips, options.chip_size, tmp / "naive"
+                    scene_path, str(run.model), chips, options.chip_size, tmp / "naive"
                 ),
                 "geo2map end to end": lambda: end_to_end(scene_path, tmp / "out", options),
             },
             args.rounds,
         )
-    best = {k: min(v) for k, v in times.items()}
-    ratio = best["naive loop"] / best["geo2map end to end"]
-    for k, s in best.items():
-        print(f"{k:<20}: {mp / s:6.2f} MP/s ({s:.1f} s)")
-    print(f"ratio geo2map / naive loop: {ratio:.2f}x  (target >= 3x)")
-    report(
-        "naive",
-        {
-            "scene_px": [plan.output_width, plan.output_height], "megapixels": mp,
-            "chips": len(chips), "chip_size": options.chip_size, "overlap": options.overlap,
-            "geo2map_batch_size": options.batch_size,
-            "geo2map_precision": str(pick_precision(pick_device("auto"), "auto", card)),
-            "model": f"{card.name} ({model_note})",
-            "seconds": times,
-            "megapixels_per_second": {k: mp / s for k, s in best.items()},
-            "ratio_geo2map_over_naive": ratio,
-            "target": ">= 3x",
-            "machine_start": start_machine,
-        },
-        args.json,
-    )  # fmt: skip
+        best = {k: min(v) for k, v in times.items()}
+        ratio = best["naive loop"] / best["geo2map end to end"]
+        for k, s in best.items():
+            print(f"{k:<20}: {mp / s:6.2f} MP/s ({s:.1f} s)")
+        print(f"ratio geo2map / naive loop: {ratio:.2f}x  (target >= 3x)")
+        run.report(
+            {
+                "scene_px": [plan.output_width, plan.output_height], "megapixels": mp,
+                "chips": len(chips), "chip_size": options.chip_size, "overlap": options.overlap,
+                "geo2map_batch_size": options.batch_size,
+                "geo2map_precision": str(pick_precision(pick_device("auto"), "auto", card)),
+                "model": f"{card.name} ({run.model_note})",
+                "seconds": times,
+                "megapixels_per_second": {k: mp / s for k, s in best.items()},
+                "ratio_geo2map_over_naive": ratio,
+                "target": ">= 3x",
+            }
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ import io
 import json
 import os
 import pstats
-import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -33,12 +32,13 @@ from pathlib import Path
 import rasterio.shutil
 
 import geo2map
+import geo2map.engine
 import geo2map.exports
 import geo2map.parts
 import geo2map.pipeline
 import geo2map.translator
 import geo2map.writer
-from benchmarks.common import arguments, default_model, frozen_model, machine, report, scene
+from benchmarks.common import arguments, benchmark_run
 
 STATS: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
 MARKS: dict[str, float] = {}
@@ -47,14 +47,14 @@ _lock = threading.Lock()
 # (owner, attribute, stage label); the order is the order of the printed table
 STAGES = [
     (geo2map.pipeline, "plan_scene", "plan (inspect scene, chip grid)"),
-    (geo2map.pipeline, "run_batch", "batch task (total)"),
-    (geo2map.pipeline, "read_model_window", "  read chips (GDAL decode, resample, scale)"),
+    (geo2map.engine, "run_batch", "batch task (total)"),
+    (geo2map.engine, "read_model_window", "  read chips (GDAL decode, resample, scale)"),
     (geo2map.translator.Translator, "predict", "  model predict (total)"),
     (geo2map.translator.Translator, "normalize", "    normalize input"),
-    (geo2map.pipeline, "blend_block", "block task (total)"),
-    (geo2map.pipeline, "blend_chips", "  blend chips"),
-    (geo2map.pipeline, "resample_block", "  resample to output grid"),
-    (geo2map.pipeline, "read_output_valid", "  read validity mask"),
+    (geo2map.engine, "blend_block", "block task (total)"),
+    (geo2map.engine, "blend_chips", "  blend chips"),
+    (geo2map.engine, "resample_block", "  resample to output grid"),
+    (geo2map.engine, "read_output_valid", "  read validity mask"),
     (geo2map.parts.BlockParts, "save", "save finished block (.npy part)"),
     (geo2map.parts.BlockParts, "load", "load block part"),
     (geo2map.writer.SceneWriter, "write", "write block to GTiff (DEFLATE)"),
@@ -156,18 +156,15 @@ def main() -> None:
     parser.add_argument("--model-gsd", type=float, default=None, help="rewrite the card's GSD")
     parser.add_argument("--cprofile", default=None, help="also run cProfile (sync), save here")
     args = parser.parse_args()
-    start_machine = machine()
-    model_src, model_note = (args.model, "--model") if args.model else default_model()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model = frozen_model(model_src, tmp / "model")
+    with benchmark_run("profile", args) as run:
+        model, tmp, model_note = run.model, run.folder, run.model_note
         if args.model_gsd:
             card_path = model.with_suffix(".json")
             card = json.loads(card_path.read_text())
             card["input"]["gsd_m"] = args.model_gsd
             card_path.write_text(json.dumps(card))
             model_note += f", card GSD rewritten to {args.model_gsd} m"
-        scene_path = scene(args.repeats, tmp)
+        scene_path = run.scene()
         instrument()
         result = stage_profile(scene_path, tmp / "out", str(model))
         print_stages(result)
@@ -175,12 +172,7 @@ def main() -> None:
             top = cprofile_run(scene_path, tmp / "out_sync", str(model), args.cprofile)
             print("\ncProfile, sync scheduler, top 25 by own time:\n" + top)
             result["cprofile_top"] = top
-    report(
-        "profile",
-        {"scene_px": [1024 * args.repeats] * 2, "model": model_note, **result,
-         "machine_start": start_machine},
-        args.json,
-    )  # fmt: skip
+        run.report({"scene_px": [1024 * args.repeats] * 2, "model": model_note, **result})
 
 
 if __name__ == "__main__":

@@ -7,25 +7,21 @@ Each configuration translates the same scene (file to COGs) in a fresh subproces
 reports the time of the ``geo2map.translate`` call and its own peak RSS; configurations
 are interleaved round by round (order reversed every other round) and the best time of
 each is kept. "dask 1 x torch 2" is ``workers=1`` (geo2map then gives each task all
-cores); "dask 2 x torch 2" (oversubscribed) patches ``pipeline.threads_for_this_task``.
+cores); "dask 2 x torch 2" (oversubscribed) patches ``engine.threads_for_this_task``.
 """
 
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 from benchmarks.common import (
     arguments,
+    benchmark_run,
     child_result,
-    default_model,
-    frozen_model,
-    machine,
-    report,
+    megapixels,
+    peak_rss_by_config,
     run_child,
-    scene,
 )
 
 CONFIGS = {  # name: (dask workers or 0 for default, torch threads per task or 0, batch)
@@ -42,17 +38,17 @@ CONFIGS = {  # name: (dask workers or 0 for default, torch threads per task or 0
 
 def child(scene_path: str, model: str, out: str, workers: int, threads: int, batch: int) -> None:
     import geo2map
-    import geo2map.pipeline
+    import geo2map.engine
+    from geo2map.execution import tune_malloc
 
+    tune_malloc()  # as the geo2map command does
     if threads:  # every task of this run uses ``threads`` torch threads, whatever the runner says
-        geo2map.pipeline.threads_for_this_task = lambda _setting: threads
+        geo2map.engine.threads_for_this_task = lambda _setting: threads
     start = time.perf_counter()
     geo2map.translate(
         scene_path, out, model=model, overwrite=True, batch_size=batch, workers=workers or None
     )
-    import torch
-
-    child_result(seconds=time.perf_counter() - start, torch_threads=torch.get_num_threads())
+    child_result(seconds=time.perf_counter() - start)
 
 
 def main() -> None:
@@ -64,45 +60,35 @@ def main() -> None:
         a = args.child
         child(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]))
         return
-    start_machine = machine()
-    model_src, model_note = (args.model, "--model") if args.model else default_model()
     configs = {k: v for k, v in CONFIGS.items() if not args.only or any(s in k for s in args.only)}
     results: dict[str, list[dict]] = {k: [] for k in configs}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model = str(frozen_model(model_src, tmp / "model"))
-        scene_path = scene(args.repeats, tmp)
-        mp = (1024 * args.repeats) ** 2 / 1e6
-        print(
-            f"scene {1024 * args.repeats} px square ({mp:.1f} MP), model {model_note}", flush=True
-        )
+    mp = megapixels(args.repeats)
+    with benchmark_run("threads", args) as run:
+        scene_path = run.scene()
         for r in range(args.rounds):
             for name in configs if r % 2 == 0 else reversed(configs):
                 w, t, b = configs[name]
                 cmd = [sys.executable, "-m", "benchmarks.threads", "--child", str(scene_path),
-                       model, str(tmp / "out"), str(w), str(t), str(b)]  # fmt: skip
+                       str(run.model), str(run.folder / "out"), str(w), str(t), str(b)]  # fmt: skip
                 res = run_child(cmd)
                 results[name].append(res)
                 print(f"  round {r + 1}: {name:<36} {res['seconds']:7.1f} s, "
                       f"peak RSS {res['ru_maxrss_mb']:5.0f} MB", flush=True)  # fmt: skip
-    best = {k: min(x["seconds"] for x in v) for k, v in results.items()}
-    ref = best.get("dask 2 x torch 1, batch 8 (default)")
-    for k, s in best.items():
-        rel = f", {ref / s:.2f}x the default" if ref else ""
-        peak = max(x["ru_maxrss_mb"] for x in results[k])
-        print(f"{k:<36}: {mp / s:5.2f} MP/s ({s:.1f} s){rel}, peak RSS {peak:.0f} MB")
-    report(
-        "threads",
-        {
-            "scene_px": [1024 * args.repeats] * 2, "megapixels": mp, "model": model_note,
-            "runs": results,
-            "megapixels_per_second": {k: mp / s for k, s in best.items()},
-            "speed_relative_to_default": {k: ref / s for k, s in best.items()} if ref else None,
-            "peak_rss_mb": {k: max(x["ru_maxrss_mb"] for x in v) for k, v in results.items()},
-            "machine_start": start_machine,
-        },
-        args.json,
-    )  # fmt: skip
+        best = {k: min(x["seconds"] for x in v) for k, v in results.items()}
+        ref = best.get("dask 2 x torch 1, batch 8 (default)")
+        peaks = peak_rss_by_config(results)
+        for k, s in best.items():
+            rel = f", {ref / s:.2f}x the default" if ref else ""
+            print(f"{k:<36}: {mp / s:5.2f} MP/s ({s:.1f} s){rel}, peak RSS {peaks[k]:.0f} MB")
+        run.report(
+            {
+                "scene_px": [1024 * args.repeats] * 2, "megapixels": mp, "model": run.model_note,
+                "runs": results,
+                "megapixels_per_second": {k: mp / s for k, s in best.items()},
+                "speed_relative_to_default": {k: ref / s for k, s in best.items()} if ref else None,
+                "peak_rss_mb": peaks,
+            }
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

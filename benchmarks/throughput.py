@@ -15,28 +15,16 @@ interleaved, ``--rounds`` times each, and the best of each is kept.
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
-from pathlib import Path
 
 import numpy as np
 import rasterio
 import torch
 
-import geo2map
-from benchmarks.common import (
-    alternate,
-    arguments,
-    default_model,
-    frozen_model,
-    machine,
-    paired_ratios,
-    report,
-    scene,
-)
-from geo2map.execution import tune_malloc
+from benchmarks.common import alternate, arguments, benchmark_run, end_to_end, paired_ratios
 from geo2map.models.io import load_model
-from geo2map.pipeline import TranslateOptions, plan_scene
+from geo2map.options import TranslateOptions
+from geo2map.plan import plan_scene
 from geo2map.raster import read_model_window
 from geo2map.translator import cached_translator, pick_device, pick_precision
 
@@ -72,37 +60,25 @@ def bare_forward(chips, options: TranslateOptions, streams: int) -> None:
         w.join()
 
 
-def end_to_end(scene_path: Path, out: Path, options: TranslateOptions) -> None:
-    cached_translator.cache_clear()  # so the run sets its own torch thread count
-    geo2map.translate(scene_path, out, options)
-
-
 def main() -> None:
     parser = arguments(__doc__, repeats=4, rounds=True, model=True)
     parser.add_argument("--chip-size", type=int, default=512)
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
-    # translate() tunes malloc for its process; the bare forward runs under the same settings
-    # from its first round on, so the ratio compares the pipeline, not the allocator
-    tune_malloc()
-    start_machine = machine()
-    model_src, model_note = (args.model, "--model") if args.model else default_model()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model = frozen_model(model_src, tmp / "model")
-        scene_path = scene(args.repeats, tmp)
+    with benchmark_run("throughput", args) as run:  # malloc tuned as the command does, so
+        # the bare forward runs under the same allocator: the ratio compares the pipeline
+        scene_path, tmp = run.scene(), run.folder
         options = TranslateOptions(
-            model=str(model), chip_size=args.chip_size, overlap=args.overlap,
+            model=str(run.model), chip_size=args.chip_size, overlap=args.overlap,
             batch_size=args.batch_size, overwrite=True,
         )  # fmt: skip
         _, card = load_model(options.model)
         plan = plan_scene(scene_path, options, card)
         mp = plan.output_height * plan.output_width / 1e6
         chips = read_chips(plan)
-        print(f"scene {plan.output_width}x{plan.output_height} ({mp:.1f} MP), {len(chips)} chips "
-              f"of {args.chip_size} px, overlap {args.overlap}, batch {args.batch_size}, "
-              f"model {card.name} ({model_note})", flush=True)  # fmt: skip
+        print(f"{len(chips)} chips of {args.chip_size} px, overlap {args.overlap}, "
+              f"batch {args.batch_size}, model {card.name}", flush=True)  # fmt: skip
         times = alternate(
             {
                 "bare forward 1x2 threads": lambda: bare_forward(chips, options, 1),
@@ -111,33 +87,30 @@ def main() -> None:
             },
             args.rounds,
         )
-    best = {k: min(v) for k, v in times.items()}
-    bare = min(best["bare forward 1x2 threads"], best["bare forward 2x1 threads"])
-    e2e = best["end to end (translate)"]
-    for k, s in best.items():
-        print(f"{k:<28}: {mp / s:6.2f} MP/s ({s:.1f} s)")
-    bares = ["bare forward 1x2 threads", "bare forward 2x1 threads"]
-    paired = paired_ratios(times, bares, "end to end (translate)")
-    print(f"ratio end-to-end / best bare forward: {bare / e2e:.2f}  (target >= 0.85); "
-          f"per round {', '.join(f'{r:.2f}' for r in paired)}, median {np.median(paired):.2f}")  # fmt: skip
-    report(
-        "throughput",
-        {
-            "scene_px": [plan.output_width, plan.output_height],
-            "megapixels": mp,
-            "chips": len(chips),
-            "chip_size": args.chip_size, "overlap": args.overlap, "batch_size": args.batch_size,
-            "model": f"{card.name} ({model_note})",
-            "precision": str(pick_precision(pick_device("auto"), "auto", card)),
-            "seconds": times,
-            "megapixels_per_second": {k: mp / s for k, s in best.items()},
-            "ratio_end_to_end_over_bare": bare / e2e,
-            "ratio_per_round": paired, "ratio_per_round_median": float(np.median(paired)),
-            "target": ">= 0.85",
-            "machine_start": start_machine,
-        },
-        args.json,
-    )  # fmt: skip
+        best = {k: min(v) for k, v in times.items()}
+        bare = min(best["bare forward 1x2 threads"], best["bare forward 2x1 threads"])
+        e2e = best["end to end (translate)"]
+        for k, s in best.items():
+            print(f"{k:<28}: {mp / s:6.2f} MP/s ({s:.1f} s)")
+        bares = ["bare forward 1x2 threads", "bare forward 2x1 threads"]
+        paired = paired_ratios(times, bares, "end to end (translate)")
+        print(f"ratio end-to-end / best bare forward: {bare / e2e:.2f}  (target >= 0.85); "
+              f"per round {', '.join(f'{r:.2f}' for r in paired)}, median {np.median(paired):.2f}")  # fmt: skip
+        run.report(
+            {
+                "scene_px": [plan.output_width, plan.output_height],
+                "megapixels": mp,
+                "chips": len(chips),
+                "chip_size": args.chip_size, "overlap": args.overlap, "batch_size": args.batch_size,
+                "model": f"{card.name} ({run.model_note})",
+                "precision": str(pick_precision(pick_device("auto"), "auto", card)),
+                "seconds": times,
+                "megapixels_per_second": {k: mp / s for k, s in best.items()},
+                "ratio_end_to_end_over_bare": bare / e2e,
+                "ratio_per_round": paired, "ratio_per_round_median": float(np.median(paired)),
+                "target": ">= 0.85",
+            }
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

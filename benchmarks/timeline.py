@@ -14,7 +14,6 @@ pickle the wrappers, so each records into a module attribute, not a closure.
 from __future__ import annotations
 
 import json
-import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -23,14 +22,14 @@ from pathlib import Path
 import rasterio.shutil
 
 import geo2map
-import geo2map.pipeline
+import geo2map.engine
 import geo2map.writer
-from benchmarks.common import arguments, default_model, frozen_model, machine, report, scene
+from benchmarks.common import arguments, benchmark_run
 from geo2map.translator import cached_translator
 
 WRAPPED = [
-    (geo2map.pipeline, "run_batch", "batch task"),
-    (geo2map.pipeline, "blend_block", "blend task"),
+    (geo2map.engine, "run_batch", "batch task"),
+    (geo2map.engine, "blend_block", "blend task"),
     (geo2map.writer.SceneWriter, "write", "write block"),
     (geo2map.writer.SceneWriter, "finish", "COG step + quicklook"),
     (rasterio.shutil, "copy", "  COG copy"),
@@ -59,47 +58,41 @@ def main() -> None:
     args = parser.parse_args()
     for owner, name, label in WRAPPED:
         record(owner, name, label)
-    start_machine = machine()
-    model_src = args.model or default_model()[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        model, path = frozen_model(model_src, tmp / "model"), scene(args.repeats, tmp)
+    with benchmark_run("timeline", args) as run:
+        path = run.scene()
         for _ in range(args.rounds):
             geo2map._timeline = []
             cached_translator.cache_clear()
             t0 = time.time()
-            geo2map.translate(path, tmp / "out", model=str(model), overwrite=True)
+            geo2map.translate(path, run.folder / "out", model=str(run.model), overwrite=True)
             wall = time.time() - t0
-    events = [(th, label, s - t0, e - t0) for th, label, s, e in geo2map._timeline]
-    if args.events:
-        Path(args.events).write_text(json.dumps(events))
-    tasks = [ev for ev in events if ev[1] in ("batch task", "blend task")]
-    first, last = min(s for *_, s, _ in tasks), max(e for *_, e in tasks)
-    busy: dict[str, float] = defaultdict(float)
-    stages: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
-    for th, label, s, e in events:
-        stages[label][0] += 1
-        stages[label][1] += e - s
-        if label in ("batch task", "blend task"):
-            busy[th] += e - s
-    print(f"scene {1024 * args.repeats}^2, wall {wall:.2f} s")
-    print(
-        f"before the first task {first:.2f} s, tasks {last - first:.2f} s, after {wall - last:.2f} s"
-    )
-    for th, b in sorted(busy.items()):
-        print(f"  task thread {th}: busy {b:.2f} s = {100 * b / (last - first):.0f} %")
-    for label, (n, total) in stages.items():
-        print(f"  {label:<22} n={n:<4} {total:7.2f} s")
-    report(
-        "timeline",
-        {
-            "scene_px": 1024 * args.repeats, "wall_s": wall, "before_first_task_s": first,
-            "tasks_s": last - first, "after_last_task_s": wall - last,
-            "thread_busy_s": dict(busy), "stages": {k: v for k, v in stages.items()},
-            "machine_start": start_machine,
-        },
-        args.json,
-    )  # fmt: skip
+        events = [(th, label, s - t0, e - t0) for th, label, s, e in geo2map._timeline]
+        if args.events:
+            Path(args.events).write_text(json.dumps(events))
+        tasks = [ev for ev in events if ev[1] in ("batch task", "blend task")]
+        first, last = min(s for *_, s, _ in tasks), max(e for *_, e in tasks)
+        busy: dict[str, float] = defaultdict(float)
+        stages: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+        for th, label, s, e in events:
+            stages[label][0] += 1
+            stages[label][1] += e - s
+            if label in ("batch task", "blend task"):
+                busy[th] += e - s
+        print(f"scene {1024 * args.repeats}^2, wall {wall:.2f} s")
+        print(
+            f"before the first task {first:.2f} s, tasks {last - first:.2f} s, after {wall - last:.2f} s"
+        )
+        for th, b in sorted(busy.items()):
+            print(f"  task thread {th}: busy {b:.2f} s = {100 * b / (last - first):.0f} %")
+        for label, (n, total) in stages.items():
+            print(f"  {label:<22} n={n:<4} {total:7.2f} s")
+        run.report(
+            {
+                "scene_px": 1024 * args.repeats, "wall_s": wall, "before_first_task_s": first,
+                "tasks_s": last - first, "after_last_task_s": wall - last,
+                "thread_busy_s": dict(busy), "stages": {k: v for k, v in stages.items()},
+            }
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -23,18 +23,17 @@ not), and each child reports its own peak RSS (ru_maxrss). Runs alternate; best 
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.common import (
     PROJECT_ROOT,
     arguments,
+    benchmark_run,
     child_result,
-    machine,
-    report,
+    megapixels,
+    peak_rss_by_config,
     run_child,
-    scene,
 )
 
 BENCH_PYTHON = PROJECT_ROOT / ".venv-bench" / "bin" / "python"
@@ -95,7 +94,10 @@ def make_model(folder: Path) -> Path:
 
 def geo2map_child(scene_path: str, model: str, out: str) -> None:
     import geo2map
+    from geo2map.execution import tune_malloc
     from geo2map.models.io import load_model
+
+    tune_malloc()  # as the geo2map command does
     from geo2map.translator import pick_device, pick_precision
 
     start = time.perf_counter()
@@ -118,15 +120,13 @@ def main() -> None:
         return
     if not Path(args.bench_python).exists():
         sys.exit(f"{args.bench_python} missing: create .venv-bench and pip install geoai-py")
-    start_machine = machine()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    mp = megapixels(args.repeats)
+    with benchmark_run("vs_geoai", args, with_model=False) as run:
+        tmp = run.folder
         model = make_model(tmp)
-        tif = scene(args.repeats, tmp, geotiff=True)
+        tif = run.scene(geotiff=True)
         child = tmp / "geoai_child.py"
         child.write_text(GEOAI_CHILD)
-        mp = (1024 * args.repeats) ** 2 / 1e6
-        print(f"scene {tif.name}: {1024 * args.repeats} px square ({mp:.1f} MP)", flush=True)
         runs = {
             "geoai predict_geotiff": [
                 args.bench_python, str(child), str(tif), str(model) + ".safetensors",
@@ -144,27 +144,24 @@ def main() -> None:
                 res = results[k][-1]
                 print(f"  round {r + 1}: {k:<22} {res['seconds']:7.1f} s, "
                       f"peak RSS {res['ru_maxrss_mb']:6.0f} MB", flush=True)  # fmt: skip
-    best = {k: min(x["seconds"] for x in v) for k, v in results.items()}
-    peak = {k: max(x["ru_maxrss_mb"] for x in v) for k, v in results.items()}
-    ratio = best["geoai predict_geotiff"] / best["geo2map translate"]
-    for k in runs:
-        print(f"{k:<22}: {mp / best[k]:6.2f} MP/s ({best[k]:.1f} s), peak RSS {peak[k]:.0f} MB")
-    print(f"ratio geo2map / geoai: {ratio:.2f}x  (target >= 3x)")
-    report(
-        "vs_geoai",
-        {
-            "scene_px": [1024 * args.repeats] * 2, "megapixels": mp,
-            "tile": 512, "overlap": 64, "batch_size": 8,
-            "model": "smp Unet resnet18, 8 outputs, encoder_weights=None, seed-0 weights",
-            "runs": results,
-            "megapixels_per_second": {k: mp / s for k, s in best.items()},
-            "peak_rss_mb": peak,
-            "ratio_geo2map_over_geoai": ratio,
-            "target": ">= 3x",
-            "machine_start": start_machine,
-        },
-        args.json,
-    )  # fmt: skip
+        best = {k: min(x["seconds"] for x in v) for k, v in results.items()}
+        peak = peak_rss_by_config(results)
+        ratio = best["geoai predict_geotiff"] / best["geo2map translate"]
+        for k in runs:
+            print(f"{k:<22}: {mp / best[k]:6.2f} MP/s ({best[k]:.1f} s), peak RSS {peak[k]:.0f} MB")
+        print(f"ratio geo2map / geoai: {ratio:.2f}x  (target >= 3x)")
+        run.report(
+            {
+                "scene_px": [1024 * args.repeats] * 2, "megapixels": mp,
+                "tile": 512, "overlap": 64, "batch_size": 8,
+                "model": "smp Unet resnet18, 8 outputs, encoder_weights=None, seed-0 weights",
+                "runs": results,
+                "megapixels_per_second": {k: mp / s for k, s in best.items()},
+                "peak_rss_mb": peak,
+                "ratio_geo2map_over_geoai": ratio,
+                "target": ">= 3x",
+            }
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -17,7 +17,9 @@ from rich.table import Table
 from geo2map import catalog
 from geo2map.console import err_console, out_console, run_guarded
 from geo2map.errors import Geo2MapError
+from geo2map.execution import tune_malloc
 from geo2map.models.io import DEFAULT_MODEL
+from geo2map.options import TranslateOptions, with_options
 from geo2map.train.commands import register_commands as register_training_commands
 
 app = typer.Typer(
@@ -57,13 +59,8 @@ def resolve_input(name: str, data_root: str | None) -> str:
     return name  # let the reader say "no such file"
 
 
-def parse_bands(text: str | None) -> list[int] | None:
-    if not text:
-        return None
-    try:
-        return [int(b) for b in text.split(",")]
-    except ValueError:
-        raise Geo2MapError(f"--bands {text!r}: give band numbers like 1,2,3") from None
+# the options of translate that apply to a plain image (the rest are about rasters and jobs)
+IMAGE_OPTIONS = ["model", "chip_size", "overlap", "batch_size", "device", "precision", "overwrite"]
 
 
 def print_summaries(summaries: list) -> None:
@@ -143,90 +140,16 @@ def print_job_summary(summary: dict) -> None:
 @app.command(
     help=f"Translate GeoTIFF/COG/VRT scenes (or catalog names) into render and mask COGs.\n\nDefault model: {default_model_text()}"
 )
+@with_options(list(TranslateOptions.model_fields))
 def translate(
     inputs: Annotated[list[str], typer.Argument(help="raster files or data catalog names")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
-    model: Annotated[
-        str, typer.Option(help="model: .safetensors + .json card (default: shipped model)")
-    ] = str(DEFAULT_MODEL),
-    chip_size: Annotated[int, typer.Option(help="chip side in model-grid pixels")] = 512,
-    overlap: Annotated[int, typer.Option(help="overlap between neighbouring chips, pixels")] = 64,
-    batch_size: Annotated[
-        int, typer.Option(help="chips per task (one forward on a GPU; one chip at a time on CPU)")
-    ] = 8,
-    block_size: Annotated[
-        int, typer.Option(help="output block side (Dask chunk), multiple of 512")
-    ] = 1024,
-    bands: Annotated[
-        str | None,
-        typer.Option(help="input bands for R,G,B, e.g. 1,2,3 (default: by colour interpretation)"),
-    ] = None,
-    scale: Annotated[
-        tuple[float, float] | None,
-        typer.Option(help="fixed input range MIN MAX mapped to [0, 1] (default: per dtype/scene)"),
-    ] = None,
-    output_grid: Annotated[
-        str,
-        typer.Option(
-            help="'input' (same grid as the scene) or 'model' (resampled to the model GSD)"
-        ),
-    ] = "input",
-    force_gsd: Annotated[
-        bool, typer.Option(help="translate even if the pixel size is more than 8x from the model's")
-    ] = False,
-    max_megapixels: Annotated[
-        float,
-        typer.Option(help="largest scene or job (model-grid megapixels) run without asking"),
-    ] = 20_000,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
-    precision: Annotated[
-        str, typer.Option(help="auto (int8 or bf16 where fast), int8, bf16 or fp32")
-    ] = "auto",
-    cluster: Annotated[
-        str | None,
-        typer.Option(help="local:N starts a dask.distributed LocalCluster of N worker processes"),
-    ] = None,
-    scheduler: Annotated[
-        str,
-        typer.Option(help="threads, processes, sync, or a Dask scheduler address tcp://HOST:PORT"),
-    ] = "threads",
-    workers: Annotated[
-        int | None, typer.Option(help="Dask workers (default: one per core)")
-    ] = None,
-    overwrite: Annotated[bool, typer.Option(help="replace existing outputs")] = False,
-    compress: Annotated[
-        str, typer.Option(help="COG codec: zstd (fast) or deflate (for readers without ZSTD)")
-    ] = "zstd",
     data_root: Annotated[str | None, typer.Option(help="data root for catalog names")] = None,
-    vectors: Annotated[
-        str | None, typer.Option(help="also write polygons: gpkg, parquet or geojson")
-    ] = None,
-    simplify: Annotated[
-        float, typer.Option(help="vector simplification tolerance (map units)")
-    ] = 0.0,
-    min_area: Annotated[
-        float, typer.Option(help="drop polygons smaller than this (map units²)")
-    ] = 0.0,
-    stac: Annotated[
-        bool, typer.Option(help="also write a STAC Item per scene (+ Collection for a job)")
-    ] = False,
-    report: Annotated[
-        bool, typer.Option(help="also write a self-contained HTML report per scene")
-    ] = False,
+    **options: Any,
 ) -> None:
-    def go() -> None:
-        from geo2map.pipeline import TranslateOptions
-
-        options = TranslateOptions(
-            model=model, chip_size=chip_size, overlap=overlap, batch_size=batch_size,
-            block_size=block_size, bands=parse_bands(bands), scale=scale, output_grid=output_grid,
-            force_gsd=force_gsd, device=device, precision=precision, scheduler=scheduler, cluster=cluster,
-            workers=workers, overwrite=overwrite, compress=compress, vectors=vectors, simplify=simplify,
-            min_area=min_area, stac=stac, report=report, max_megapixels=max_megapixels,
-        )  # fmt: skip
-        run_translation([resolve_input(i, data_root) for i in inputs], out, options)
-
-    run_guarded(go)
+    translate_options = TranslateOptions.from_flags(options)
+    tune_malloc()  # this process is geo2map's own: tuned for good, before any thread starts
+    run_translation([resolve_input(i, data_root) for i in inputs], out, translate_options)
 
 
 @app.command(help="Run a pipeline YAML (kind: translate): many scenes, resumable after a kill.")
@@ -235,6 +158,8 @@ def run(
 ) -> None:
     def go() -> None:
         from geo2map.jobs import load_job
+
+        tune_malloc()  # this process is geo2map's own
         from geo2map.region import run_job
 
         job = load_job(pipeline)
@@ -252,31 +177,22 @@ def run(
 @app.command(
     "translate-image",
     help="Translate plain images (JPEG/PNG, no georeferencing) at the pixel size --gsd states "
-    "(default: the model's GSD).",
+    "(default: the model's GSD), with the engine and numbers of `translate`.",
 )
+@with_options(IMAGE_OPTIONS)
 def translate_image(
     images: Annotated[list[Path], typer.Argument(help="image files")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")],
-    model: Annotated[str, typer.Option(help="model (default: shipped model)")] = str(DEFAULT_MODEL),
-    chip_size: Annotated[int, typer.Option()] = 512,
-    overlap: Annotated[int, typer.Option()] = 64,
-    device: Annotated[str, typer.Option()] = "auto",
-    precision: Annotated[str, typer.Option()] = "auto",
-    overwrite: Annotated[bool, typer.Option()] = False,
     gsd: Annotated[
         float | None,
         typer.Option(help="pixel size of the images in metres (default: the model's GSD)"),
     ] = None,
+    **options: Any,
 ) -> None:
-    def go() -> None:
-        from geo2map.images import translate_images
+    from geo2map.images import translate_images
 
-        for written in translate_images(
-            images, out, model, chip_size, overlap, device, precision, overwrite, gsd
-        ):
-            out_console.print(f"  wrote {written}", highlight=False)
-
-    run_guarded(go)
+    for written in translate_images(images, out, TranslateOptions.from_flags(options), gsd):
+        out_console.print(f"  wrote {written}", highlight=False)
 
 
 @app.command(help="Polygons from a geo2map mask: one per connected region of a class, no seams.")

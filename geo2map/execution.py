@@ -17,12 +17,38 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import dask
 
 from geo2map.errors import Geo2MapError
 from geo2map.forkserver import PreloadModel, start_worker_forkserver
+from geo2map.gdal_settings import cap_gdal_cache
+
+# torch threads per model call: one number for this process, or per worker address
+TorchThreads = int | Mapping[str, int]
+
+
+class Runner(Protocol):
+    """Where a group of blocks is computed (engine.BlockComputation drives it)."""
+
+    workers: int  # task threads in all
+    lookahead: int  # groups that may be submitted before the oldest is gathered
+    torch_threads: TorchThreads  # threads per model call
+    dashboard: str | None
+
+    def submit(self, results: list, keep: list, order: int = 0) -> tuple[Any, list]:
+        """Start computing ``results`` (gathered later) and ``keep`` (returned at once as
+        handles that later groups pass to :meth:`source`); ``order``: earlier first."""
+        ...
+
+    def gather(self, handle: Any) -> list:
+        """The results of a :meth:`submit`, waiting for them."""
+        ...
+
+    def source(self, handle: Any) -> Any:
+        """A kept handle as an input of a later group's tasks."""
+        ...
 
 
 class LocalRunner:
@@ -56,7 +82,7 @@ class DistributedRunner:
 
     # groups queued behind the one being gathered and written: with one, a thread idled ~1 s at
     # some strip boundaries (8 % of the compute phase at 8k); priorities keep the queued groups
-    # from starting before the current one has no runnable task (docs/benchmarks.md, session 6)
+    # from starting before the current one has no runnable task
     lookahead = 2
 
     def __init__(self, client: Any, dashboard: bool = True) -> None:
@@ -86,7 +112,7 @@ class DistributedRunner:
 # Thresholds: glibc maps allocations above 32 MB (a micro-batch's float activations) afresh
 # and unmaps them on free, and trims the heap top above 128 KB-64 MB. With all three, an
 # 8k run page-faulted 0.42-0.48 M times instead of 1.8-2.3 M, with 3.4-4.6 s of system CPU
-# instead of 7.5-10.2 s, for ~50 MB more peak RSS (docs/benchmarks.md, session 9). dask's
+# instead of 7.5-10.2 s, for ~50 MB more peak RSS. dask's
 # nanny would start workers with MALLOC_TRIM_THRESHOLD_=65536, which pins the mmap
 # threshold at 128 KB: worse still (a local:2 run was 1.44x slower).
 MALLOC_SETTINGS: dict[str, tuple[int, int]] = {
@@ -105,7 +131,7 @@ NANNY_ENVIRON = {
 
 # dask's statistical profiler (for the dashboard's profile page) samples every task thread's
 # stack every 10 ms, under the GIL: 4.5-6 CPU-s per 8k scene on a local:2 cluster here,
-# beside ~50 of work (docs/benchmarks.md, session 12). Off on the schedulers geo2map starts;
+# beside ~50 of work. Off on the schedulers geo2map starts;
 # a cluster joined by address keeps its own settings.
 QUIET_WORKERS = {"distributed.worker.profile.enabled": False}
 
@@ -121,6 +147,26 @@ def quiet_logger(name: str) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
+
+
+@contextmanager
+def job_settings() -> Iterator[None]:
+    """geo2map's process-wide settings for the length of one job, put back afterwards:
+    GDAL's block-cache cap (gdal_settings.py) and torch's thread count (tasks set it per
+    model call, execution.threads_for_this_task). A notebook that calls ``translate`` keeps
+    its own settings; the CLI also tunes malloc (:func:`tune_malloc`), for good."""
+    import torch
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    threads = torch.get_num_threads()
+    cache = get_gdal_config("GDAL_CACHEMAX")
+    cap_gdal_cache()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        if cache is not None:
+            set_gdal_config("GDAL_CACHEMAX", cache)
 
 
 def tune_malloc() -> list[str]:
@@ -146,10 +192,6 @@ def startup_environment() -> set[str]:
     except OSError:  # not Linux
         return set(os.environ)
     return {item.split(b"=", 1)[0].decode(errors="replace") for item in raw.split(b"\0") if item}
-
-
-# torch threads per model call: one number for this process, or per worker address
-TorchThreads = int | Mapping[str, int]
 
 
 def available_cpus() -> int:
@@ -246,7 +288,6 @@ def open_runner(
     ``processes`` / ``sync``: dask's local schedulers; ``cluster`` / an address:
     dask.distributed across processes or machines. ``preload_model`` (CPU only) is built
     once for all the workers of a ``local:N`` cluster."""
-    tune_malloc()  # before the task threads start
     if cluster is None and "://" not in scheduler:
         if scheduler not in ("threads", "processes", "sync"):
             raise Geo2MapError(

@@ -5,7 +5,7 @@ segmentation-models-pytorch and rebuilt the int8 model before its first batch: ~
 CPU per worker. A multiprocessing forkserver does that once (worker_preload.py) and forks
 every worker from it, ready. It starts before the job plans its scenes, so its imports
 overlap the planning, and it lives as long as this process, like any forkserver: a later
-job with the same model starts its workers at once (docs/benchmarks.md, session 10).
+job with the same model starts its workers at once.
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 GDAL's block cache defaults to 5 % of RAM and fills with decoded source tiles and written
 blocks on large scenes; 64 MB is plenty for tiles that are read or written once. The cap is
-set process-wide when a scene is first opened (:func:`cap_gdal_cache`), because freed cache
-blocks stay in the process: the decimated valid-pixel check of a 16k scene, run before any
-``rasterio.Env``, filled ~780 MB of cache that the run then kept (docs/benchmarks.md,
-session 6). :func:`gdal_env` sets it too, and the same cap inside a ``with``.
+set process-wide for the whole of a job, from before its first read
+(:func:`cap_gdal_cache`, called by ``execution.job_settings``, which puts the old size back
+after the job), because freed cache blocks stay in the process: the decimated valid-pixel
+check of a 16k scene, run before any ``rasterio.Env``, filled ~780 MB of cache that the run
+then kept. :func:`gdal_env` sets the same cap inside a ``with``.
 """
 
 from __future__ import annotations
@@ -21,9 +22,8 @@ GDAL_OPTIONS = {"GDAL_CACHEMAX": GDAL_CACHE_BYTES}
 
 def gdal_env() -> rasterio.Env:
     # The cache size is process-wide in GDAL: a thread leaving its Env restores the size it
-    # found, so without the process-wide cap a worker thread's exit would uncap the cache
-    # under another thread still reading.
-    cap_gdal_cache()
+    # found, which is the job's cap while a job runs (a lazy translate_array computed by the
+    # user's own scheduler runs without one: the user's process, the user's settings).
     return rasterio.Env(**GDAL_OPTIONS)
 
 

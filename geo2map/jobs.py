@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from geo2map.errors import Geo2MapError, describe_validation_error
-from geo2map.pipeline import TranslateOptions
+from geo2map.options import TranslateOptions
 from geo2map.yaml_input import read_yaml
 
 

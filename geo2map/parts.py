@@ -73,8 +73,7 @@ class BlockParts:
             # On disk before the rename, so a block that looks finished is (even after a
             # crash of the machine, not only of the job); then out of the page cache: the
             # parts are read again only on resume, and writing each block into fresh page
-            # cache cost up to 2.2 s of CPU per 64 blocks here, against ~0.2 s this way
-            # (docs/benchmarks.md, session 8).
+            # cache cost up to 2.2 s of CPU per 64 blocks here, against ~0.2 s this way.
             getattr(os, "fdatasync", os.fsync)(f.fileno())
             if hasattr(os, "posix_fadvise"):
                 os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)

@@ -23,7 +23,7 @@ from shapely.geometry import box, shape
 
 from geo2map import catalog
 from geo2map.errors import Geo2MapError
-from geo2map.execution import open_runner, prepare_local_cluster
+from geo2map.execution import job_settings, open_runner, prepare_local_cluster
 from geo2map.gdal_settings import gdal_env
 from geo2map.jobs import TranslateJob
 from geo2map.mosaic import build_vrt
@@ -104,6 +104,7 @@ class Manifest:
         atomic_write_text(self.path, json.dumps({"scenes": self.scenes}, indent=2, default=str))
 
 
+@job_settings()
 def run_job(
     job: TranslateJob, base: Path = Path(), progress: Callable[..., None] | None = None
 ) -> dict:

@@ -23,7 +23,6 @@ from rasterio.transform import from_gcps
 from rasterio.windows import Window
 
 from geo2map.errors import Geo2MapError
-from geo2map.gdal_settings import cap_gdal_cache
 
 T = TypeVar("T")
 MAX_GSD_RATIO = 8.0
@@ -78,7 +77,6 @@ def open_dataset(path: str | Path) -> rasterio.DatasetReader:
     p = Path(path)
     if not p.exists() and "://" not in str(path) and not str(path).startswith("/vsi"):
         raise Geo2MapError(f"{path}: no such file; check the path (or `geo2map catalog list`)")
-    cap_gdal_cache()  # before the first read of a scene, for the whole run
     try:
         with warnings.catch_warnings():
             # no geotransform: ground_sample_distance refuses it in one line

@@ -4,8 +4,9 @@ Three grids meet here:
 - the *model grid*: the scene resampled to the model's GSD; chips are cut from it;
 - the *output grid*: where results are written (the input's own grid by default);
 - output *blocks*: the units of work and writing, tiles of the output grid.
-A chip's place and its batch depend only on the model grid, chip size, overlap and batch
-size, never on the block size: that is what makes results independent of the chunking.
+A chip's place depends only on the model grid, chip size and overlap, never on the block
+size, and so does its output (which chips share a task does depend on the blocks:
+schedule.py); that is what makes results independent of the chunking.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class Chip:
 
 @dataclass(frozen=True)
 class ChipGrid:
-    """Chips of ``size`` x ``size`` with ``overlap`` over a ``height`` x ``width`` model grid."""
+    """Chips of ``size`` x ``size`` with ``overlap`` over a ``height`` x ``width`` model grid;
+    ``batch_size`` chips go to a task (schedule.py decides which)."""
 
     height: int
     width: int
@@ -74,20 +76,6 @@ class ChipGrid:
     def chips(self) -> list[Chip]:
         starts = [(r, c) for r in self.row_starts for c in self.col_starts]
         return [Chip(i, r, c) for i, (r, c) in enumerate(starts)]
-
-    @property
-    def n_batches(self) -> int:
-        return -(-len(self.chips) // self.batch_size)
-
-    def batch(self, b: int) -> list[Chip]:
-        return self.chips[b * self.batch_size : (b + 1) * self.batch_size]
-
-    def batch_of(self, chip: Chip) -> int:
-        return chip.index // self.batch_size
-
-    def batches_of(self, chips: list[Chip]) -> list[int]:
-        """The batches holding these chips, in order."""
-        return sorted({self.batch_of(ch) for ch in chips})
 
     def chips_touching(self, rows: tuple[int, int], cols: tuple[int, int]) -> list[Chip]:
         """Chips overlapping the model-grid region rows [r0, r1) x cols [c0, c1), grid order.

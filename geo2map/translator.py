@@ -72,7 +72,7 @@ def pick_precision(
     device: torch.device, precision: str = "auto", card: ModelCard | None = None
 ) -> torch.dtype:
     """auto: int8 on CPUs with VNNI when the card carries an int8 calibration, else bf16 on
-    CUDA and on CPUs with native bf16, else fp32 (docs/benchmarks.md measures each)."""
+    CUDA and on CPUs with native bf16, else fp32."""
     if precision not in PRECISIONS:
         raise Geo2MapError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "int8":
@@ -107,6 +107,7 @@ class Translator:
     card: ModelCard
     device: torch.device
     dtype: torch.dtype
+    chips_per_forward: int | None = None  # None: the device's (micro_batch)
 
     @classmethod
     def load(
@@ -143,7 +144,9 @@ class Translator:
     @property
     def micro_batch(self) -> int:
         """Chips per forward call. On CPUs each chip goes alone: as fast as 2 at a time and
-        half their activations in memory (docs/benchmarks.md, session 14)."""
+        half their activations in memory. On a GPU a task's chips are one forward."""
+        if self.chips_per_forward:
+            return self.chips_per_forward
         return CPU_MICRO_BATCH if self.device.type == "cpu" else 1 << 30
 
     def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -176,11 +179,11 @@ class Translator:
         each chip is its own array, so keeping some chips frees the others.
 
         A chip's output must not depend on the chips that share its task: tasks gather the
-        chips each group of blocks needs first (pipeline.group_batches), which depends on the
+        chips each group of blocks needs first (schedule.group_batches), which depends on the
         block size. On CPUs every chip is forwarded alone. On a GPU a task's chips are one
         forward, padded to ``batch_size`` chips, so that every forward has one shape and cuDNN
         picks the same kernels for every batch."""
-        pad_to = batch_size if batch_size and self.device.type != "cpu" else 0
+        pad_to = batch_size if batch_size and self.micro_batch > 1 else 0
         return [
             pack_chip_output(r, p)
             for render, probs in self.micro_batches(chips, pad_to)

@@ -32,7 +32,7 @@ from geo2map.models.card import ModelCard
 MASK_NODATA = 255
 TILE = 512
 # The block GTiffs are temporary: ZSTD level 1 keeps them small at a third of DEFLATE's
-# cost (docs/benchmarks.md, "write and COG stage").
+# cost.
 GTIFF_OPTIONS = {
     "tiled": True,
     "blockxsize": TILE,
@@ -43,8 +43,7 @@ GTIFF_OPTIONS = {
 }
 # No horizontal-differencing predictor: renders are flat palette colours and masks class ids,
 # where differences only add nonzero values at every edge: without it, the 8k benchmark's
-# render COG is 17 % and its mask 14 % smaller, and the two copies take ~0.6 s less CPU
-# (docs/benchmarks.md, session 7).
+# render COG is 17 % and its mask 14 % smaller, and the two copies take ~0.6 s less CPU.
 COG_OPTIONS = {
     "BLOCKSIZE": str(TILE),
     "PREDICTOR": "NO",
@@ -54,7 +53,7 @@ COG_OPTIONS = {
 # The COGs' codec (``--compress``). ZSTD level 1 by default: at 8k it writes both COGs with
 # ~2.5x less CPU than DEFLATE's level 6 (the COG step was the largest part of the pipeline
 # beside the model), for files ~15 % larger; GDAL >= 2.3, and so QGIS, reads it. DEFLATE
-# for readers built without ZSTD (docs/benchmarks.md, session 12).
+# for readers built without ZSTD.
 COG_COMPRESSION = {
     "zstd": {"COMPRESS": "ZSTD", "LEVEL": "1"},
     "deflate": {"COMPRESS": "DEFLATE"},
@@ -182,7 +181,7 @@ class SceneWriter:
         self.render.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
         # A render without nodata gets no mask band (GDAL then reports every pixel valid):
         # a masked AVERAGE made the 8k COG step ~0.8 s slower, and writing the band raised
-        # the 16k peak by ~100 MB (docs/benchmarks.md, session 8).
+        # the 16k peak by ~100 MB.
         # Windows written while every pixel so far was valid; None once the mask exists.
         self.all_valid_windows: list[Window] | None = []
         self.mask.write_colormap(1, self._colormap())

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
+from geo2map.engine import scene_array
 from geo2map.errors import Geo2MapError
 from geo2map.models.int8_cache import checked_card
-from geo2map.pipeline import TranslateOptions, output_profile, plan_for, scene_array
+from geo2map.options import TranslateOptions, merge_options
+from geo2map.pipeline import output_profile
+from geo2map.plan import plan_for
 from geo2map.scene import inspect_scene
 from geo2map.writer import MASK_NODATA
 
@@ -32,12 +36,12 @@ def _window_in_file(da: xr.DataArray, path: str) -> tuple[int, int]:
 
 
 def translate_array(
-    da: xr.DataArray, options: TranslateOptions | None = None, **kwargs
+    da: xr.DataArray, options: TranslateOptions | None = None, **kwargs: Any
 ) -> xr.Dataset:
     """Lazily translate a DataArray opened with ``rioxarray.open_rasterio`` (possibly sliced
     in x/y or band). Returns a Dataset with ``render`` (band, y, x) and ``mask`` (y, x),
     dask-backed on the same grid and CRS (or on the model grid with output_grid="model")."""
-    options = options or TranslateOptions(**kwargs)
+    options = merge_options(options, kwargs)
     path = da.encoding.get("source")
     if not path:
         raise Geo2MapError(

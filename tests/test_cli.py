@@ -179,7 +179,7 @@ def test_existing_outputs_are_not_overwritten(scenes, models, tmp_path):
         (("--chip-size", "100"), "not a multiple of 8"),
         (("--block-size", "700"), "multiple of 512"),
         (("--device", "tpu"), "--device 'tpu'"),
-        (("--compress", "lzw"), "compress: Input should be 'zstd' or 'deflate'"),
+        (("--compress", "lzw"), "--compress 'lzw': Input should be 'zstd' or 'deflate'"),
         (("--scheduler", "tcp://127.0.0.1:notaport"), "is not a Dask scheduler address"),
         (("--chip-size", "100000"), "chip size 100000 is above the limit of 2048"),
         (("--batch-size", "1000"), "batch size 1000 is above the limit of 64"),
@@ -294,20 +294,54 @@ def test_every_command_reports_user_errors_in_one_line(tmp_path):
         assert_clean_failure(run(command, deep), "nested too deeply")
 
 
-def test_translate_image_at_a_stated_gsd_runs_on_the_model_grid(models, tmp_path):
-    from geo2map.images import read_image, resize_bands, translate_pixels
-    from geo2map.translator import Translator
+def test_translate_image_translate_and_translate_array_give_the_same_numbers(models, tmp_path):
+    """One engine: a plain image at a stated GSD, the same pixels as a GeoTIFF of that pixel
+    size, and that GeoTIFF as a lazy DataArray give identical renders and masks."""
+    import rioxarray
+
+    import geo2map
+    from geo2map.images import image_as_geotiff, read_image
 
     src = data_root() / "masks" / "landcoverai" / "img" / "0001.png"
-    result = run("translate-image", src, "--out", tmp_path, "--model", models(0.6),
-                 "--chip-size", "128", "--gsd", "0.3")  # fmt: skip
+    opts = ["--model", models(0.6), "--chip-size", "64", "--overlap", "16"]
+    result = run("translate-image", src, "--out", tmp_path, *opts, "--gsd", "0.3")
     assert result.exit_code == 0, result.output
+    render = np.asarray(Image.open(tmp_path / "0001_render.png"))
     mask = np.asarray(Image.open(tmp_path / "0001_mask.png"))
     assert mask.shape == (256, 256)  # back on the image's own grid
-    # the model saw the image at 0.6 m: 128 x 128 pixels
-    translator = Translator.load(models(0.6), "auto", "auto")
-    _, classes = translate_pixels(resize_bands(read_image(src), (128, 128)), translator, 128, 64)
-    expected = np.asarray(Image.fromarray(classes).resize((256, 256), Image.NEAREST))
-    np.testing.assert_array_equal(mask, expected)
+
+    scene = tmp_path / "scene" / "0001.tif"
+    scene.parent.mkdir()
+    image_as_geotiff(read_image(src), scene, 0.3)
+    kwargs = dict(model=models(0.6), chip_size=64, overlap=16, block_size=512)
+    [summary] = geo2map.translate(scene, tmp_path / "cog", **kwargs)
+    assert summary.chips == 9  # the model saw it at 0.6 m: 128 x 128 pixels, 3 x 3 chips
+    with rasterio.open(tmp_path / "cog" / "0001_render.tif") as ds:
+        assert np.array_equal(ds.read(), render.transpose(2, 0, 1))
+    with rasterio.open(tmp_path / "cog" / "0001_mask.tif") as ds:
+        assert np.array_equal(ds.read(1), mask)
+    lazy = geo2map.translate_array(rioxarray.open_rasterio(scene, chunks=True), **kwargs)
+    assert np.array_equal(lazy.render.values, render.transpose(2, 0, 1))
+    assert np.array_equal(lazy.mask.values, mask)
     assert_clean_failure(run("translate-image", src, "--out", tmp_path / "o", "--model", models(0.6),
                              "--gsd", "10"), "more than 8x apart")  # fmt: skip
+
+
+def test_every_option_is_declared_once_for_api_yaml_cli_and_readme(tmp_path):
+    """TranslateOptions is the one schema: each field is a `translate` flag with its default,
+    the README's options table is printed from it, and the API takes options one way."""
+    import typer
+
+    import geo2map
+    from geo2map.options import TranslateOptions, options_table
+
+    command = typer.main.get_command(app).commands["translate"]
+    flags = {p.name: p for p in command.params}
+    for name, field in TranslateOptions.model_fields.items():
+        assert name in flags, f"--{name.replace('_', '-')} is not a flag"
+        if name != "bands":  # typed as text on the command line ("1,2,3")
+            assert flags[name].default == field.default, name
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert options_table() in readme, "README's options table is stale: python -m geo2map.options"
+    with pytest.raises(TypeError, match="not both"):
+        geo2map.translate("scene.tif", tmp_path, TranslateOptions(), chip_size=256)

@@ -77,23 +77,25 @@ def test_plain_image_points_to_translate_image():
         inspect_scene(png)
 
 
-def test_gdal_block_cache_is_64_megabytes_during_a_run():
+def test_a_job_caps_gdal_block_cache_throughout_and_gives_the_users_settings_back(scenes):
+    # GDAL's default cache is 5 % of RAM; a 16k scene's valid-pixel check, run outside any
+    # rasterio.Env, used to fill ~780 MB of it, which the run then kept
+    import torch
     from rasterio.env import get_gdal_config, set_gdal_config
 
+    from geo2map.execution import job_settings
     from geo2map.gdal_settings import gdal_env
 
     set_gdal_config("GDAL_CACHEMAX", 512 * 2**20)
-    with gdal_env():
+    threads = torch.get_num_threads()
+    with job_settings():
+        inspect_scene(scenes / "aerial-15cm-rgba.tif")
         assert get_gdal_config("GDAL_CACHEMAX") == 64 * 2**20  # bytes, not 64 bytes
-    # the size is process-wide in GDAL: leaving one thread's Env must not uncap another's
-    assert get_gdal_config("GDAL_CACHEMAX") == 64 * 2**20
-
-
-def test_opening_a_scene_caps_gdal_block_cache_for_the_whole_process(scenes):
-    # GDAL's default cache is 5 % of RAM; a 16k scene's valid-pixel check, run outside any
-    # rasterio.Env, used to fill ~780 MB of it, which the run then kept
-    from rasterio.env import get_gdal_config, set_gdal_config
-
-    set_gdal_config("GDAL_CACHEMAX", 512 * 2**20)
-    inspect_scene(scenes / "aerial-15cm-rgba.tif")
-    assert get_gdal_config("GDAL_CACHEMAX") == 64 * 2**20
+        with gdal_env():
+            assert get_gdal_config("GDAL_CACHEMAX") == 64 * 2**20
+        # the size is process-wide in GDAL: leaving one thread's Env must not uncap another's
+        assert get_gdal_config("GDAL_CACHEMAX") == 64 * 2**20
+        torch.set_num_threads(1)  # as a task does
+    # a notebook that ran a job keeps its own settings
+    assert get_gdal_config("GDAL_CACHEMAX") == 512 * 2**20
+    assert torch.get_num_threads() == threads

@@ -37,9 +37,6 @@ def test_non_square_grid_chips_and_weights():
         assert (w > 0).all()
         covered[chip.row : chip.row + 64, chip.col : chip.col + 64] += w
     assert (covered > 0).all()
-    # Batches are consecutive chips in grid order, independent of any block size.
-    flat = [c.index for b in range(grid.n_batches) for c in grid.batch(b)]
-    assert flat == list(range(len(grid.chips)))
 
 
 def test_chips_touching_a_region_are_exactly_those_overlapping_it_in_grid_order():
@@ -161,3 +158,40 @@ def test_first_argmax_matches_numpy_including_ties():
     rng = np.random.default_rng(1)
     values = rng.integers(0, 4, (5, 64, 64)).astype(np.float32)  # many ties
     assert np.array_equal(first_argmax(values), values.argmax(axis=0))
+
+
+def test_the_block_schedule_computes_each_chip_once_and_keeps_what_later_groups_blend():
+    from geo2map.schedule import BlockSchedule
+    from geo2map.tiling import blocks
+
+    grid = ChipGrid(height=300, width=700, size=64, overlap=16, batch_size=3)
+
+    class Plan:  # on the model grid: a block's model region is the block
+        chips = grid
+
+        def model_region(self, b):
+            return (b.row, b.row + b.height), (b.col, b.col + b.width)
+
+        def chips_for(self, b):
+            return grid.chips_touching(*self.model_region(b))
+
+    todo = [b for strip in blocks(300, 700, 128) for b in strip]
+    schedule = BlockSchedule.build(Plan(), todo, group_size=2)
+    assert sorted(c for batch in schedule.batches for c in batch) == list(range(len(grid.chips)))
+    assert all(0 < len(batch) <= 3 for batch in schedule.batches)
+    first_group = {}  # batch -> the group that computes it: the first that blends it
+    for g in range(len(schedule.groups)):
+        for b in schedule.batches_of_group(g):
+            first_group.setdefault(b, g)
+    for b, batch in enumerate(schedule.batches):
+        # a batch holds chips that its group is the first to need, and none for a later one
+        assert all(min(g for g, _ in schedule.uses[c]) == first_group[b] for c in batch)
+        assert schedule.last_group[b] == max(g for c in batch for g, _ in schedule.uses[c])
+        g = first_group[b]
+        kept = schedule.cut_after(b, g, computed_in_g=True)
+        for c in batch:  # what is carried past g covers every later use of the chip
+            later = [box for group, box in schedule.uses[c] if group > g]
+            assert (c in kept) == bool(later)
+            for (r0, r1), (c0, c1) in later:
+                (kr0, kr1), (kc0, kc1) = kept[c]
+                assert kr0 <= r0 and r1 <= kr1 and kc0 <= c0 and c1 <= kc1

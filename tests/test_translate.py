@@ -216,7 +216,8 @@ def test_planning_a_huge_vrt_does_not_scan_it(scenes, models, tmp_path):
     # 102,400^2 px in 10,000 sources: scanning it for a valid pixel took ~50 s here, and
     # time grows with the pixels (days for a 10^7-px-wide VRT).
     from geo2map.models.io import load_card
-    from geo2map.pipeline import TranslateOptions, plan_scene
+    from geo2map.options import TranslateOptions
+    from geo2map.plan import plan_scene
 
     vrt = repeated_vrt(scenes / "aerial-0.6m-epsg3857.tif", 100, tmp_path / "huge.vrt")
     _, card = load_card(models(0.6))
@@ -288,14 +289,16 @@ def test_each_task_computes_chips_for_one_group_only(scenes, models, tmp_path, m
     """A chip is computed by the first group of blocks that needs it, never earlier: no task
     mixes chips for two groups (batches in raster order did, and the chips for the later
     group were then held whole until it ran). Every chip is computed once."""
-    from geo2map import pipeline
+    from geo2map import engine, schedule
     from geo2map.models.io import load_card
     from geo2map.mosaic import repeated_vrt
+    from geo2map.options import TranslateOptions
+    from geo2map.plan import plan_scene
     from geo2map.tiling import blocks
 
     scene = repeated_vrt(scenes / "aerial-0.6m-epsg3857.tif", 3, tmp_path / "x3.vrt")
     planned, read = [], []
-    group_batches, read_window = pipeline.group_batches, pipeline.read_model_window
+    group_batches, read_window = schedule.group_batches, engine.read_model_window
 
     def plan_spy(touching, batch_size):
         batches = group_batches(touching, batch_size)
@@ -306,16 +309,14 @@ def test_each_task_computes_chips_for_one_group_only(scenes, models, tmp_path, m
         read.append((row, col))  # tasks run in this process; their modules are shared
         return read_window(ds, grid, row, col, height, width)
 
-    monkeypatch.setattr(pipeline, "group_batches", plan_spy)
-    monkeypatch.setattr(pipeline, "read_model_window", read_spy)
+    monkeypatch.setattr(schedule, "group_batches", plan_spy)
+    monkeypatch.setattr(engine, "read_model_window", read_spy)
     opts = dict(model=models(0.6), chip_size=256, overlap=32, batch_size=4, block_size=512)
     geo2map.translate(scene, tmp_path / "out", workers=1, **opts)
 
-    plan = pipeline.plan_scene(
-        scene, pipeline.TranslateOptions(**opts), load_card(opts["model"])[1]
-    )
+    plan = plan_scene(scene, TranslateOptions(**opts), load_card(opts["model"])[1])
     todo = [blk for strip in blocks(plan.output_height, plan.output_width, 512) for blk in strip]
-    groups = pipeline.block_groups(todo, plan, group_size=4)
+    groups = schedule.block_groups(todo, group_size=4)
     assert len(groups) > len({blk.row for blk in todo})  # strips of two groups: the case
     first_group = {}
     for g, group in enumerate(groups):
@@ -426,12 +427,12 @@ def test_existing_outputs_need_overwrite(scenes, models, tmp_path):
 def test_a_failure_midway_leaves_no_output_and_the_rerun_resumes(
     scenes, models, tmp_path, monkeypatch
 ):
-    import geo2map.pipeline as pipeline
+    import geo2map.engine as engine
 
     scene = scenes / "aerial-0.6m-epsg3857.tif"
     opts = dict(model=models(0.6), chip_size=128, overlap=16, block_size=512, scheduler="sync")
     calls = {"n": 0}
-    real = pipeline.blend_block
+    real = engine.blend_block
 
     def flaky(*args):
         calls["n"] += 1
@@ -439,12 +440,12 @@ def test_a_failure_midway_leaves_no_output_and_the_rerun_resumes(
             raise RuntimeError("disk on fire")
         return real(*args)
 
-    monkeypatch.setattr(pipeline, "blend_block", flaky)
+    monkeypatch.setattr(engine, "blend_block", flaky)
     with pytest.raises(RuntimeError, match="disk on fire"):
         geo2map.translate(scene, tmp_path / "out", **opts)
     # Nothing under a final name; only the hidden folder of finished blocks, for resuming.
     assert [p.name for p in (tmp_path / "out").iterdir()] == [f".{scene.stem}.parts"]
-    monkeypatch.setattr(pipeline, "blend_block", real)
+    monkeypatch.setattr(engine, "blend_block", real)
     [resumed] = geo2map.translate(scene, tmp_path / "out", **opts)
     assert resumed.blocks_resumed == 2
     assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")] == []
@@ -493,18 +494,30 @@ def test_chips_are_packed_a_micro_batch_at_a_time_into_arrays_of_their_own(model
 
 def test_a_chips_output_does_not_depend_on_the_chips_batched_with_it(models):
     """Tasks batch the chips each group of blocks needs first, so which chips share a task
-    depends on the block size; the outputs must not. Padding (a GPU's forwards are padded
-    to the batch size, so every forward has one shape) must not change them either."""
+    depends on the block size; the outputs must not. On a GPU a task's chips are one
+    forward, padded with blank chips to the batch size (one shape, one set of kernels):
+    run here with the GPU's batching on the CPU. A model whose layers mix the batch
+    (batch norm in training mode) shows that the comparison can fail."""
+    import copy
+    from dataclasses import replace
+
     from geo2map.translator import Translator
 
-    translator = Translator.load(models(0.6))
+    translator = Translator.load(models(0.6), "cpu", "fp32")
     rng = np.random.default_rng(1)
     a, b, c = (rng.random((3, 64, 64), dtype=np.float32) for _ in range(3))
-    alone = translator.predict_chips([a])[0]
-    assert np.array_equal(translator.predict_chips([a, b])[0], alone)
-    assert np.array_equal(translator.predict_chips([c, a], batch_size=4)[1], alone)
-    # micro_batches pads on any device: the outputs are the real chips', unchanged
-    [(render, probs)] = translator.micro_batches([a])
-    padded = list(translator.micro_batches([a, c], pad_to=4))
-    assert sum(len(r) for r, _ in padded) == sum(len(p) for _, p in padded) == 2
-    assert np.array_equal(padded[0][0][0], render[0]) and np.array_equal(padded[0][1][0], probs[0])
+    assert np.array_equal(translator.predict_chips([c, a, b])[1], translator.predict_chips([a])[0])
+
+    gpu_batching = replace(translator, chips_per_forward=8)
+    sizes: list[int] = []
+    gpu_batching.model.register_forward_pre_hook(lambda _m, args: sizes.append(len(args[0])))
+    alone = gpu_batching.predict_chips([a], batch_size=4)[0]
+    with_mates = gpu_batching.predict_chips([c, a, b], batch_size=4)
+    assert sizes == [4, 4]  # both padded to the batch size
+    assert len(with_mates) == 3  # the outputs of the real chips only
+    assert np.array_equal(with_mates[1], alone)
+
+    mixing = replace(gpu_batching, model=copy.deepcopy(gpu_batching.model).train())
+    assert not np.array_equal(
+        mixing.predict_chips([c, a, b], batch_size=4)[1], mixing.predict_chips([a], batch_size=4)[0]
+    )

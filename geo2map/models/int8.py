@@ -1,7 +1,7 @@
 """Static int8 inference on x86 CPUs (PyTorch's ``x86`` quantized engine: fbgemm + oneDNN).
 
 On a CPU with AVX-512 VNNI an int8 forward of the default model is ~1.8x its bf16 forward
-(docs/benchmarks.md) with the same validation scores (docs/models.md). Activation ranges are
+with the same validation scores (docs/models.md). Activation ranges are
 calibrated once, on training images, when a model is exported (``geo2map export-model
 --int8``) and stored in the card as the scales and zero points of the quantized graph. The
 graph is built from the float weights (FX trace + convert, a few seconds; weights are
