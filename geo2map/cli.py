@@ -239,7 +239,8 @@ def catalog_list(data_root: Annotated[str | None, typer.Option(help="data root")
     "path", help="Local path of an entry (verified by sha256; downloaded if missing)."
 )
 def catalog_path(
-    name: str, data_root: Annotated[str | None, typer.Option(help="data root")] = None
+    name: Annotated[str, typer.Argument(help="catalog entry, e.g. dutch-aerial-25cm")],
+    data_root: Annotated[str | None, typer.Option(help="data root")] = None,
 ) -> None:
     run_guarded(lambda: print(catalog.resolve(name, data_root)))
 

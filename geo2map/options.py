@@ -242,5 +242,37 @@ def options_table() -> str:
     return "\n".join(rows)
 
 
+def commands_table() -> str:
+    """Every other command's arguments and flags (Markdown), read from the command line."""
+    import typer
+
+    from geo2map.cli import app
+
+    rows = ["| command | argument or flag | default | what it is |", "|---|---|---|---|"]
+
+    def add(group: Any, prefix: str) -> None:
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                add(command, f"{prefix}{name} ")
+                continue
+            own = [
+                p for p in command.params if name != "translate" or p.name in ("out", "data_root")
+            ]
+            if name == "translate-image":
+                own = [p for p in own if p.name not in TranslateOptions.model_fields]
+            for p in own:
+                flag = "/".join(p.opts) if p.param_type_name == "option" else p.name.upper()
+                default = "" if p.default is None or p.required else str(p.default)
+                if isinstance(p.default, bool):
+                    default = "on" if p.default else "off"
+                help_ = (getattr(p, "help", None) or "").replace("|", "\\|")
+                rows.append(f"| `{prefix}{name}` | `{flag}` | {default} | {help_} |")
+
+    add(typer.main.get_command(app), "")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
     print(options_table())
+    print()
+    print(commands_table())

@@ -333,7 +333,7 @@ def test_every_option_is_declared_once_for_api_yaml_cli_and_readme(tmp_path):
     import typer
 
     import geo2map
-    from geo2map.options import TranslateOptions, options_table
+    from geo2map.options import TranslateOptions, commands_table, options_table
 
     command = typer.main.get_command(app).commands["translate"]
     flags = {p.name: p for p in command.params}
@@ -342,6 +342,7 @@ def test_every_option_is_declared_once_for_api_yaml_cli_and_readme(tmp_path):
         if name != "bands":  # typed as text on the command line ("1,2,3")
             assert flags[name].default == field.default, name
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    assert options_table() in readme, "README's options table is stale: python -m geo2map.options"
+    for table in (options_table(), commands_table()):
+        assert table in readme, "README's options tables are stale: python -m geo2map.options"
     with pytest.raises(TypeError, match="not both"):
         geo2map.translate("scene.tif", tmp_path, TranslateOptions(), chip_size=256)
