@@ -60,7 +60,16 @@ def resolve_input(name: str, data_root: str | None) -> str:
 
 
 # the options of translate that apply to a plain image (the rest are about rasters and jobs)
-IMAGE_OPTIONS = ["model", "chip_size", "overlap", "batch_size", "device", "precision", "overwrite"]
+IMAGE_OPTIONS = [
+    "model",
+    "card",
+    "chip_size",
+    "overlap",
+    "batch_size",
+    "device",
+    "precision",
+    "overwrite",
+]
 
 
 def print_summaries(summaries: list) -> None:

@@ -84,7 +84,7 @@ def translate_images(
 
     Each image goes through the engine of ``translate`` as a GeoTIFF of the stated pixel
     size, so its numbers are those of the same pixels translated as a scene."""
-    card = checked_card(options.model)
+    card = checked_card(options.model_source)
     model_gsd = card.input.gsd_m
     check_gsd(gsd_m, model_gsd)  # refuse a bad --gsd before reading anything
     targets = [

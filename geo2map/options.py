@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from geo2map.errors import Geo2MapError
-from geo2map.models.io import DEFAULT_MODEL
+from geo2map.models.io import DEFAULT_MODEL, ModelRef, ModelSource
 
 # ~3 hours of a 2-core CPU (about 1 MP/s per core end to end, int8): a 100 km^2 city at
 # 0.6 m is ~280 MP. Beyond it a typo (a wrong --force-gsd, a huge VRT) would start a job of
@@ -38,7 +38,11 @@ class TranslateOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(
         default=str(DEFAULT_MODEL),
-        description="model: a .safetensors file with its .json card beside it",
+        description="model: a .safetensors, TorchScript (.pt) or ONNX (.onnx) file",
+    )
+    card: str | None = Field(
+        default=None,
+        description="the model's card, where it is not beside the model file (<model>.json)",
     )
     chip_size: int = Field(default=512, ge=16, description="chip side in model-grid pixels")
     overlap: int = Field(default=64, ge=0, description="overlap of neighbouring chips, pixels")
@@ -102,6 +106,11 @@ class TranslateOptions(BaseModel):
         default=False, description="also write a STAC Item per scene (+ a Collection for a job)"
     )
     report: bool = Field(default=False, description="also write an HTML report per scene")
+
+    @property
+    def model_source(self) -> ModelSource:
+        """The model file, with its card where ``card`` names one."""
+        return ModelRef(self.model, self.card) if self.card else self.model
 
     @field_validator("bands", mode="before")
     @classmethod

@@ -29,7 +29,7 @@ from geo2map.parts import BlockParts, fingerprint
 from geo2map.plan import ScenePlan, check_job_size, job_size_text, plan_scene
 from geo2map.scene_lock import scene_lock
 from geo2map.tiling import blocks
-from geo2map.translator import pick_device, pick_precision
+from geo2map.translator import model_precision, pick_device
 from geo2map.writer import OutputPaths, SceneWriter, check_writable, remove_stale_temporaries
 
 
@@ -96,7 +96,7 @@ def scene_paths(out_dir: str | Path, plan: ScenePlan, options: TranslateOptions)
 
 def numbers_fingerprint(plan: ScenePlan, options: TranslateOptions) -> str:
     """What decides a scene's output values: resumed blocks must have been made with the same."""
-    weights, card = model_paths(options.model)
+    weights, card = model_paths(options.model_source)
     return fingerprint(
         scene=Path(plan.scene.path), weights=weights, card=card, bands=plan.scene.bands,
         scaling=plan.scene.scaling, grid=(plan.grid.height, plan.grid.width), chips=plan.chips,
@@ -204,11 +204,12 @@ def _refuse_if_disk_full(e: BaseException, parts: BlockParts, out_dir: Path, pix
 
 
 def worker_model(options: TranslateOptions) -> PreloadModel | None:
-    """The model `--cluster local:N` workers may inherit ready-built: a CPU one, never CUDA
-    (None for every other runner)."""
+    """The model `--cluster local:N` workers may inherit ready-built: a CPU one, never CUDA,
+    with its card beside it (None for every other runner and model)."""
     if (
         not (options.cluster or "").startswith("local:")
         or pick_device(options.device).type != "cpu"
+        or options.card is not None
     ):
         return None
     version = fingerprint(weights=model_paths(options.model)[0])  # size and mtime, as for parts
@@ -223,8 +224,9 @@ def plan_all(
     """The model card and a plan per input; any bad input or option stops here, before work."""
     if not inputs:
         raise Geo2MapError("no input scenes given")
-    card = checked_card(options.model)
-    pick_precision(pick_device(options.device), options.precision, card)
+    card = checked_card(options.model_source)
+    weights, _ = model_paths(options.model_source)
+    model_precision(weights, pick_device(options.device), options.precision, card)
     plans = [plan_scene(p, options, card) for p in inputs]
     names = [p.scene.name for p in plans]
     dupes = sorted({n for n in names if names.count(n) > 1})

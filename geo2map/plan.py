@@ -17,6 +17,7 @@ from rasterio.enums import MaskFlags
 from geo2map.errors import Geo2MapError
 from geo2map.execution import TorchThreads, available_cpus
 from geo2map.models.card import ModelCard
+from geo2map.models.io import ModelSource
 from geo2map.options import TranslateOptions
 from geo2map.raster import ModelGrid
 from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset, reading
@@ -35,7 +36,7 @@ class ScenePlan:
     output_height: int
     output_width: int
     on_model_grid: bool
-    model: str
+    model: ModelSource
     device: str
     precision: str
     torch_threads: TorchThreads | None = None  # per model call (or per worker); from the runner
@@ -86,7 +87,7 @@ def plan_for(scene: Scene, options: TranslateOptions, card: ModelCard) -> SceneP
         output_height=height if on_model else scene.height,
         output_width=width if on_model else scene.width,
         on_model_grid=on_model,
-        model=options.model,
+        model=options.model_source,
         device=options.device,
         precision=options.precision,
     )

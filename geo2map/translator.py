@@ -19,9 +19,10 @@ import torch
 
 from geo2map.errors import Geo2MapError
 from geo2map.models.card import ModelCard
+from geo2map.models.external import is_external, is_onnx
 from geo2map.models.int8 import engine_available
 from geo2map.models.int8_cache import int8_model
-from geo2map.models.io import DEFAULT_MODEL, load_card, load_model
+from geo2map.models.io import DEFAULT_MODEL, ModelSource, load_card, load_model
 from geo2map.tiling import pack_chip_output
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -101,6 +102,29 @@ def pick_precision(
     return torch.float32
 
 
+def external_precision(weights: Path, precision: str) -> torch.dtype:
+    """TorchScript and ONNX files run as they were saved (fp32) unless asked for bf16, which
+    only TorchScript can do (autocast); int8 needs a geo2map model with a calibration."""
+    if precision not in PRECISIONS:
+        raise Geo2MapError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "int8" or (precision == "bf16" and is_onnx(weights)):
+        raise Geo2MapError(
+            f"--precision {precision} does not apply to {weights.name}: it runs as saved "
+            "(use --precision auto or fp32)"
+        )
+    return torch.bfloat16 if precision == "bf16" else torch.float32
+
+
+def model_precision(
+    weights: Path, device: torch.device, precision: str, card: ModelCard
+) -> torch.dtype:
+    """The precision a model file runs at: :func:`pick_precision` for geo2map's own models,
+    :func:`external_precision` for TorchScript and ONNX files."""
+    if is_external(weights):
+        return external_precision(weights, precision)
+    return pick_precision(device, precision, card)
+
+
 @dataclass
 class Translator:
     model: torch.nn.Module
@@ -111,11 +135,11 @@ class Translator:
 
     @classmethod
     def load(
-        cls, path: str | Path = DEFAULT_MODEL, device: str = "auto", precision: str = "auto"
+        cls, path: ModelSource = DEFAULT_MODEL, device: str = "auto", precision: str = "auto"
     ) -> Translator:
-        _, card = load_card(path)
+        weights, card = load_card(path)
         dev = pick_device(device)
-        dtype = pick_precision(dev, precision, card)
+        dtype = model_precision(weights, dev, precision, card)
         model = None
         if dtype == torch.qint8:
             try:
@@ -210,11 +234,11 @@ _load_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
-def _cached(path: str, device: str, precision: str) -> Translator:
+def _cached(path: ModelSource, device: str, precision: str) -> Translator:
     return Translator.load(path, device, precision)
 
 
-def cached_translator(path: str, device: str, precision: str) -> Translator:
+def cached_translator(path: ModelSource, device: str, precision: str) -> Translator:
     """One model per process and settings: Dask tasks call this instead of loading per task.
     The lock makes concurrent first calls (two task threads) load it once, not twice."""
     with _load_lock:

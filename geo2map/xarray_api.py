@@ -48,7 +48,7 @@ def translate_array(
             "translate_array needs a DataArray opened from a raster file "
             "(rioxarray.open_rasterio); write in-memory arrays with da.rio.to_raster(path) first"
         )
-    card = checked_card(options.model)
+    card = checked_card(options.model_source)
     bands = options.bands
     if bands is None and "band" in da.coords and da.sizes.get("band") is not None:
         chosen = [int(b) for b in np.atleast_1d(da["band"].values)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -54,6 +54,10 @@ class ModelCard(BaseModel):
     description: str = ""
     architecture: Architecture
     input: InputSpec
+    # what the network returns: geo2map's render + mask logits ("translator"), the class
+    # logits of a segmentation model (its render is drawn in the class colours), or an RGB
+    # image in [0, 1] (its mask is the class of the nearest colour): models/outputs.py
+    output: Literal["translator", "class_logits", "rgb"] = "translator"
     classes: list[ClassInfo] = Field(
         default_factory=lambda: [ClassInfo(**c) for c in DEFAULT_CLASSES]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -11,17 +12,39 @@ from torch import nn
 
 from geo2map.errors import Geo2MapError, describe_validation_error
 from geo2map.models.card import ModelCard
+from geo2map.models.external import is_external, load_external
+from geo2map.models.outputs import with_outputs
 from geo2map.models.registry import build_model
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "default"
 
 
-def model_paths(path: str | Path) -> tuple[Path, Path]:
-    """``x``, ``x.json`` or ``x.safetensors`` (or a folder holding ``model.*``) -> both files."""
+@dataclass(frozen=True)
+class ModelRef:
+    """A model file whose card is not beside it (``--card``)."""
+
+    model: str
+    card: str
+
+    def __str__(self) -> str:
+        return self.model
+
+
+ModelSource = str | Path | ModelRef
+
+
+def model_paths(path: ModelSource) -> tuple[Path, Path]:
+    """The model file and its card. ``x``, ``x.json`` or ``x.safetensors`` (or a folder
+    holding ``model.*``): geo2map's safetensors + card; ``x.pt`` / ``x.onnx``: a TorchScript
+    or ONNX file with ``x.json`` beside it; a :class:`ModelRef`: the two files it names."""
+    if isinstance(path, ModelRef):
+        return Path(path.model), Path(path.card)
     p = Path(path)
     if p.is_dir():
         p = p / "model"
+    if is_external(p):
+        return p, p.with_suffix(".json")
     if p.suffix in (".json", ".safetensors"):
         p = p.with_suffix("")
     return p.with_suffix(".safetensors"), p.with_suffix(".json")
@@ -42,14 +65,19 @@ def save_model(
     return weights, card_path
 
 
-def load_card(path: str | Path = DEFAULT_MODEL) -> tuple[Path, ModelCard]:
+def load_card(path: ModelSource = DEFAULT_MODEL) -> tuple[Path, ModelCard]:
     """The weights file and the parsed card; refuse a missing file or an invalid card."""
     weights, card_path = model_paths(path)
-    for f in (weights, card_path):
-        if not f.is_file():
-            raise Geo2MapError(
-                f"model file {f} is missing: a model is a .safetensors file plus its .json card"
-            )
+    if not weights.is_file():
+        raise Geo2MapError(
+            f"model file {weights} is missing: give a .safetensors file with its .json card, "
+            "or a TorchScript (.pt) or ONNX (.onnx) file with its card"
+        )
+    if not card_path.is_file():
+        raise Geo2MapError(
+            f"model card {card_path} is missing: every model needs its card (bands, GSD, "
+            "normalization, classes; docs/models.md has an example per kind); pass --card"
+        )
     try:
         return weights, ModelCard.from_json(card_path)
     except ValidationError as e:
@@ -61,9 +89,17 @@ def load_card(path: str | Path = DEFAULT_MODEL) -> tuple[Path, ModelCard]:
         raise Geo2MapError(f"model card {card_path} is not valid: {first}") from None
 
 
-def load_model(path: str | Path = DEFAULT_MODEL) -> tuple[nn.Module, ModelCard]:
-    """Build the card's architecture and load its weights; refuse anything inconsistent."""
+def load_model(path: ModelSource = DEFAULT_MODEL) -> tuple[nn.Module, ModelCard]:
+    """The network as geo2map calls it (models/outputs.py) and its card: a TorchScript or
+    ONNX file as it is, else the card's architecture with its safetensors weights."""
     weights, card = load_card(path)
+    if is_external(weights):
+        return with_outputs(load_external(weights), card).eval(), card
+    return with_outputs(load_weights(weights, card), card).eval(), card
+
+
+def load_weights(weights: Path, card: ModelCard) -> nn.Module:
+    """Build the card's architecture and load its weights; refuse anything inconsistent."""
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as e:
@@ -84,4 +120,4 @@ def load_model(path: str | Path = DEFAULT_MODEL) -> tuple[nn.Module, ModelCard]:
             f"weights {weights} do not fit architecture {card.architecture.name!r} "
             f"({len(missing)} missing, {len(unexpected)} unexpected tensors)"
         )
-    return model.eval(), card
+    return model

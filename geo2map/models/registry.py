@@ -56,3 +56,18 @@ def _patchgan(**kwargs: Any) -> nn.Module:
     from geo2map.models.discriminator import PatchGAN
 
     return PatchGAN(**kwargs)
+
+
+@register("smp")
+def _smp(
+    arch: str = "Unet", encoder: str = "resnet34", classes: int = 5, in_channels: int = 3,
+    **kwargs: Any,
+) -> nn.Module:  # fmt: skip
+    """Any segmentation-models-pytorch architecture (Unet, UnetPlusPlus, FPN, DeepLabV3Plus,
+    Segformer ...) returning class logits; never downloads encoder weights."""
+    import segmentation_models_pytorch as smp
+
+    return smp.create_model(
+        arch, encoder_name=encoder, encoder_weights=None, in_channels=in_channels,
+        classes=classes, **kwargs,
+    )  # fmt: skip

@@ -1,0 +1,57 @@
+"""Every model yields what geo2map writes: a render and class logits.
+
+geo2map's own translators return both (``{"render", "mask_logits"}``). A segmentation model
+returns class logits only: its render is drawn in its classes' colours (flat map colours,
+crisp class edges). An image-to-image model returns an RGB image only: its mask is the class
+whose colour is nearest to each pixel. The card's ``output`` says which a model is.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from geo2map.models.card import ModelCard
+
+
+class ClassLogitsModel(nn.Module):
+    """A segmentation network (B, K, H, W logits) with a render in its classes' colours."""
+
+    def __init__(self, net: nn.Module, card: ModelCard) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("colours", _colours(card))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = self.net(x)
+        classes = logits.argmax(dim=1)
+        render = self.colours[classes].permute(0, 3, 1, 2).to(logits.dtype)
+        return {"render": render, "mask_logits": logits}
+
+
+class RgbModel(nn.Module):
+    """An image-to-image network (B, 3, H, W in [0, 1]) with a mask of nearest colours."""
+
+    def __init__(self, net: nn.Module, card: ModelCard) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("colours", _colours(card))
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        render = self.net(x).float().clamp(0, 1)
+        # minus the squared distance to each class colour: the nearest colour wins softmax
+        distance = ((render[:, None] - self.colours[None, :, :, None, None]) ** 2).sum(dim=2)
+        return {"render": render, "mask_logits": -distance * 1e3}
+
+
+def _colours(card: ModelCard) -> torch.Tensor:
+    return torch.tensor([c.color for c in card.classes], dtype=torch.float32) / 255.0
+
+
+def with_outputs(net: nn.Module, card: ModelCard) -> nn.Module:
+    """The network as geo2map calls it, for the output kind its card states."""
+    if card.output == "class_logits":
+        return ClassLogitsModel(net, card)
+    if card.output == "rgb":
+        return RgbModel(net, card)
+    return net
