@@ -41,11 +41,23 @@ def read_chips(scene_path: Path, model: str, count: int, skip: int = 0) -> list[
         ]
 
 
+class RenderAndLogits(torch.nn.Module):
+    """The translator's two outputs as a tuple (its dict holds more, e.g. palette logits)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(x)
+        return out["render"], out["mask_logits"]
+
+
 def export_onnx(model: str, path: Path) -> None:
     net, _ = load_model(model)
     example = torch.rand(1, 3, 512, 512)
     torch.onnx.export(
-        net.eval(), (example,), str(path), dynamo=False, input_names=["x"],
+        RenderAndLogits(net).eval(), (example,), str(path), dynamo=False, input_names=["x"],
         output_names=["render", "mask_logits"],
         dynamic_axes={"x": {0: "b", 2: "h", 3: "w"}},
     )  # fmt: skip
