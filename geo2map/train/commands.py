@@ -64,11 +64,42 @@ def register_commands(app: typer.Typer) -> None:
         native: Annotated[
             bool, typer.Option("--native", help="with --pipeline: images at their own size")
         ] = False,
+        scene: Annotated[
+            Path | None, typer.Option(help="a georeferenced scene to score with --labels")
+        ] = None,
+        labels: Annotated[
+            list[str] | None,
+            typer.Option(help="with --scene: label layer FILE=CLASS, e.g. buildings.gpkg=building"),
+        ] = None,
+        complete: Annotated[
+            bool, typer.Option(help="with --labels: every instance of their classes is drawn")
+        ] = False,
+        bounds: Annotated[
+            tuple[float, float, float, float] | None,
+            typer.Option(help="with --scene: score only XMIN YMIN XMAX YMAX (scene CRS)"),
+        ] = None,
+        buffer: Annotated[
+            float, typer.Option(help="with --labels: half-width of line labels, map units")
+        ] = 0.0,
     ) -> None:
-        """Metrics table (RMSE, acc5/10, SSIM, IoUs) and a picture grid for a saved model."""
+        """Score a saved model: validation splits (RMSE, acc5/10, SSIM, IoUs and a picture
+        grid), or a georeferenced scene against GIS label layers (IoU per class)."""
         from geo2map.train.evaluate import evaluate as run_eval
         from geo2map.train.evaluate import evaluate_pipeline, metrics_table
 
+        if scene is not None or labels:
+            from geo2map.errors import Geo2MapError
+            from geo2map.labels import LabelLayer
+            from geo2map.options import TranslateOptions
+            from geo2map.train.evaluate_scenes import evaluate_scene, scores_table
+
+            if scene is None or not labels:
+                raise Geo2MapError("--scene and --labels go together: a scene and its labels")
+            layers = [LabelLayer.parse(t, buffer) for t in labels]
+            options = TranslateOptions(model=str(model), precision="auto")
+            scores = evaluate_scene(scene, layers, options, complete, bounds, buffer)
+            typer.echo(scores_table(scores, complete))
+            return
         if pipeline is not None:
             scores = evaluate_pipeline(model, pipeline, out, native=native)
             for k, v in scores.items():
