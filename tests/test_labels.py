@@ -87,3 +87,54 @@ def test_evaluate_scores_the_atlanta_footprints_and_refuses_bad_labels(scenes, m
         assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
     result = runner.invoke(app, ["evaluate", "--model", models(0.5), "--scene", scene])
     assert result.exit_code == 2 and "go together" in result.stderr
+
+
+def test_fine_tuning_on_half_a_scene_beats_the_shipped_model_on_the_other_half(scenes, tmp_path):
+    """pipelines/finetune-atlanta.yaml: the shipped model, fine-tuned on the footprints of
+    the west half of the Atlanta sample, finds the east half's buildings better."""
+    from geo2map.models.io import DEFAULT_MODEL
+
+    shipped = Path(__file__).parent.parent / "pipelines" / "finetune-atlanta.yaml"
+    result = CliRunner().invoke(app, [
+        "train", str(shipped), "--no-progress", "--set", f"out_dir={tmp_path / 'run'}",
+        "--set", "train.steps=20", "--set", "train.val_every=20",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with rasterio.open(scenes / ATLANTA) as ds:
+        left, bottom, right, top = ds.bounds
+    east = ((left + right) / 2, bottom, right, top)
+    footprints = [LabelLayer(scenes / "spacenet-atlanta-buildings.geojson", "building")]
+    iou = {
+        name: evaluate_scene(
+            scenes / ATLANTA,
+            footprints,
+            TranslateOptions(model=str(model)),
+            complete=True,
+            bounds=east,
+        )[0].iou  # fmt: skip
+        for name, model in (("shipped", DEFAULT_MODEL), ("tuned", tmp_path / "run" / "best"))
+    }
+    assert iou["tuned"] > iou["shipped"], iou
+
+
+def test_a_training_scene_with_bad_labels_or_split_is_refused_before_training(tmp_path):
+    import yaml
+
+    shipped = Path(__file__).parent.parent / "pipelines" / "finetune-atlanta.yaml"
+    doc = yaml.safe_load(shipped.read_text())
+    source = doc["data"]["scenes"][0]
+    cases = (
+        ({"labels": [{"file": "spacenet-atlanta-buildings", "class": "bridge"}]}, "no class 'bridge'"),
+        ({"holdout": [0, 0, 1e7, 1e7]}, "left no training block"),
+        ({"labels": [{"file": "spacenet-atlanta-buildings", "class": "building"},
+                     {"file": "spacenet-atlanta-buildings", "class": "road", "buffer": 2}]},
+         "several classes"),
+    )  # fmt: skip
+    for change, message in cases:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(yaml.safe_dump({**doc, "out_dir": str(tmp_path / "run"),
+                                       "data": {**doc["data"], "scenes": [{**source, **change}]}}))  # fmt: skip
+        result = CliRunner().invoke(app, ["train", str(bad), "--no-progress"])
+        assert result.exit_code == 2, result.output
+        assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
+        assert not (tmp_path / "run" / "best.safetensors").exists()

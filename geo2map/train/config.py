@@ -31,9 +31,36 @@ class MaskSourceConfig(_Strict):
     val: int = Field(default=8, ge=1, description="files held out for validation")
 
 
+class LabelLayerConfig(_Strict):
+    file: str = Field(description="vector file (or catalog name): GeoPackage, GeoJSON, ...")
+    class_: str = Field(alias="class", description="the model class its features are")
+    buffer: float = Field(default=0.0, ge=0, description="lines and points: half-width, map units")
+
+
+class SceneSourceConfig(_Strict):
+    """A georeferenced scene (or catalog name) with GIS label layers: chips on the model grid."""
+
+    name: str = Field(description="short name, used in logs and the card's validation split")
+    scene: str = Field(description="GeoTIFF/COG/VRT path or catalog name")
+    labels: list[LabelLayerConfig] = Field(min_length=1)
+    complete: bool = Field(
+        default=False,
+        description="every instance of the labelled class is drawn: other pixels are known "
+        "not to be it (else they are unlabelled and not trained on)",
+    )
+    holdout: tuple[float, float, float, float] | None = Field(
+        default=None, description="validation area XMIN YMIN XMAX YMAX in the scene's CRS"
+    )
+    holdout_fraction: float = Field(
+        default=0.25, gt=0, lt=1, description="without holdout: share of blocks held out"
+    )
+    block: int = Field(default=256, ge=32, description="block side (model-grid px) of the split")
+    batch: int = Field(default=4, ge=0, description="crops per step")
+
+
 class DataConfig(_Strict):
-    # A catalog name (data_catalog.yaml) or a folder path. landcover may be null.
-    moscow: str = "osm-moscow-pairs"
+    # A catalog name (data_catalog.yaml) or a folder path; moscow and landcover may be null.
+    moscow: str | None = "osm-moscow-pairs"
     landcover: str | None = "landcoverai-chips"
     moscow_val: int = Field(default=100, ge=1, description="pairs held out for validation")
     landcover_val: int = Field(default=100, ge=1, description="chips held out for validation")
@@ -63,6 +90,9 @@ class DataConfig(_Strict):
     )
     masks: list[MaskSourceConfig] = Field(
         default_factory=list, description="more image + mask sources (Dubai, US roads)"
+    )
+    scenes: list[SceneSourceConfig] = Field(
+        default_factory=list, description="georeferenced scenes with GIS label layers"
     )
     batch_scale: int = Field(
         default=1, ge=1, description="multiplies every source's crops per step (a GPU takes 4x)"

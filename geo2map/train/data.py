@@ -22,9 +22,15 @@ from geo2map.train.palette import MAX_SNAP_DISTANCE, palette_class, snap_to_pale
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
 IGNORE_LABEL = 255
-# "any class but road": what a road / not-road mask says about its 0 pixels (partial labels)
-NOT_ROAD = 254
+# Partial labels: NOT_CLASS_BASE + k means "any class but k", what a mask with one class
+# drawn completely says about its other pixels (road / not-road tiles, building footprints)
+NOT_CLASS_BASE = 250
 ROAD_CLASS = 4
+NOT_ROAD = NOT_CLASS_BASE + ROAD_CLASS
+
+
+def is_not_class(label: int) -> bool:
+    return NOT_CLASS_BASE <= label < IGNORE_LABEL
 
 
 def _images(folder: Path) -> dict[str, Path]:

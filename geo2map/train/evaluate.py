@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from geo2map.errors import Geo2MapError
-from geo2map.train.data import NOT_ROAD, ROAD_CLASS, LandCoverChips, MoscowPairs, list_pairs
+from geo2map.train.data import NOT_CLASS_BASE, LandCoverChips, MoscowPairs, list_pairs
 from geo2map.train.metrics import (
     confusion,
     iou_from_confusion,
@@ -31,7 +31,7 @@ from geo2map.train.palette import PALETTE_RGB
 CLASS_NAMES = ["other", "building", "vegetation", "water", "road"]
 MASK_COLOURS = np.zeros((256, 3), np.uint8)  # ignored pixels (255) show black
 MASK_COLOURS[:5] = [[230, 230, 230], [200, 80, 60], [80, 170, 70], [60, 120, 220], [250, 210, 80]]
-MASK_COLOURS[254] = [120, 120, 120]  # NOT_ROAD: any class but road
+MASK_COLOURS[NOT_CLASS_BASE:255] = [120, 120, 120]  # partial labels: any class but k
 
 
 @torch.no_grad()
@@ -142,23 +142,31 @@ def score_chips(
     keep: int = 0,
     factor: float = 1.0,
 ) -> tuple[dict[str, float], list[tuple[np.ndarray, ...]]]:
-    """Per-class IoU and mIoU over the chips (labels 255 ignored); for road / not-road labels
-    (NOT_ROAD) only ``iou_road`` means something: road against everything else."""
+    """Per-class IoU and mIoU over the chips (labels 255 ignored). For partial labels ("any
+    class but k", NOT_CLASS_BASE + k: road / not-road tiles, complete footprints) only class
+    k against everything else means something: ``iou_class`` (also ``iou_<name>``)."""
     cm = np.zeros((5, 5), np.int64)
     kept = []
+    binary_class: int | None = None
     n = len(ds) if limit is None else min(limit, len(ds))
     for i in range(0, n, batch):
         samples = [ds[j] for j in range(i, min(n, i + batch))]
         renders, masks = _predict_samples(model, samples, mean, std, factor)
         for s, r, m in zip(samples, renders, masks, strict=True):
             target = s.mask
-            if (target == NOT_ROAD).any():  # binary road labels: score road vs not-road
-                target = np.where(target == NOT_ROAD, 0, target)
-                m = np.where(m == ROAD_CLASS, ROAD_CLASS, 0)
+            partial = np.unique(target[(target >= NOT_CLASS_BASE) & (target != 255)])
+            if partial.size:  # one class drawn completely: score it against the rest
+                k = binary_class = int(partial[0]) - NOT_CLASS_BASE
+                rest = 0 if k else 1  # any other class stands for "not k"
+                target = np.where(target == 255, 255, np.where(target == k, k, rest))
+                m = np.where(m == k, k, rest)
             cm += confusion(target, m, 5)
             if len(kept) < keep:
                 kept.append((s.image, MASK_COLOURS[s.mask], r, MASK_COLOURS[m]))
-    return iou_from_confusion(cm, CLASS_NAMES), kept
+    scores = iou_from_confusion(cm, CLASS_NAMES)
+    if binary_class is not None:
+        scores["iou_class"] = scores[f"iou_{CLASS_NAMES[binary_class]}"]
+    return scores, kept
 
 
 def most_common_colour_baseline(

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from geo2map.catalog import resolve
 from geo2map.errors import Geo2MapError
-from geo2map.models.card import Architecture, InputSpec, ModelCard
+from geo2map.models.card import DEFAULT_CLASSES, Architecture, InputSpec, ModelCard
 from geo2map.models.io import save_model
 from geo2map.models.registry import build_model
 from geo2map.train.augment import draw_factor
@@ -28,8 +28,7 @@ from geo2map.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from geo2map.train.config import MaskSourceConfig, PipelineConfig
 from geo2map.train.data import (
     IGNORE_LABEL,
-    NOT_ROAD,
-    ROAD_CLASS,
+    NOT_CLASS_BASE,
     LandCoverChips,
     MaskTiles,
     MoscowPairs,
@@ -42,6 +41,7 @@ from geo2map.train.evaluate import save_grid, score_chips, score_pairs
 from geo2map.train.losses import class_set_nll, dice_loss, gan_loss, masked_ce, membership
 from geo2map.train.palette import OSM_PALETTE, PALETTE_CLASS, PALETTE_RGB
 from geo2map.train.runlog import RunLog
+from geo2map.train.scene_source import load_scene_source
 
 MOSCOW_LICENCE = (
     "Moscow pairs: screenshots of Bing aerial imagery and OpenStreetMap standard tiles "
@@ -97,13 +97,15 @@ class Datasets:
 
     def __init__(self, cfg: PipelineConfig) -> None:
         d = cfg.data
-        self.moscow_root = data_path(d.moscow)
-        allm = MoscowPairs(self.moscow_root, cache=False).names
-        tr, va = split_names(allm, d.moscow_val)
-        if d.limit_train:
-            tr = tr[: d.limit_train]
-        self.moscow_train = MoscowPairs(self.moscow_root, tr)
-        self.moscow_val = MoscowPairs(self.moscow_root, va)
+        self.moscow_train = self.moscow_val = None
+        if d.moscow:
+            self.moscow_root = data_path(d.moscow)
+            allm = MoscowPairs(self.moscow_root, cache=False).names
+            tr, va = split_names(allm, d.moscow_val)
+            if d.limit_train:
+                tr = tr[: d.limit_train]
+            self.moscow_train = MoscowPairs(self.moscow_root, tr)
+            self.moscow_val = MoscowPairs(self.moscow_root, va)
         self.lc_train = self.lc_val = None
         if d.landcover:
             self.lc_root = data_path(d.landcover)
@@ -123,22 +125,29 @@ class Datasets:
             self.masks.append(
                 MaskSource(mc, MaskTiles(root, mc.labels, tr3), MaskTiles(root, mc.labels, va3))
             )
+        names = [c["name"] for c in DEFAULT_CLASSES]
+        self.scenes = [load_scene_source(sc, cfg.model.gsd_m, names) for sc in d.scenes]
+        if self.moscow_train is None and not (self.lc_train or self.masks or self.scenes):
+            raise Geo2MapError("data: no training source; give moscow, landcover, masks or scenes")
 
     def split_record(self) -> dict[str, list[str]]:
-        rec = {"moscow": self.moscow_val.names}
+        rec = {"moscow": self.moscow_val.names} if self.moscow_val is not None else {}
         if self.lc_val is not None:
             rec["landcover"] = self.lc_val.names
-        for m in self.masks:
+        for m in [*self.masks, *self.scenes]:
             rec[m.cfg.name] = m.val.names
         return rec
 
     def sources(self, cfg: PipelineConfig) -> list[tuple[Any, int, tuple[float, float] | None]]:
         """(train dataset, crops per step, pixel size range or None = native) per source."""
         d = cfg.data
-        out = [(self.moscow_train, d.moscow_batch, d.moscow_gsd_m)]
+        out = []
+        if self.moscow_train is not None:
+            out.append((self.moscow_train, d.moscow_batch, d.moscow_gsd_m))
         if self.lc_train is not None:
             out.append((self.lc_train, d.landcover_batch, d.landcover_gsd_m))
         out += [(m.train, m.cfg.batch, m.cfg.gsd_m) for m in self.masks]
+        out += [(sc.train, sc.cfg.batch, None) for sc in self.scenes]  # on the model grid
         return [(ds, n * d.batch_scale, g) for ds, n, g in out if n > 0]
 
     def batches(self, cfg: PipelineConfig, step: int) -> list[dict[str, torch.Tensor]]:
@@ -425,7 +434,7 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
 
 @dataclass
 class LabelTables:
-    """``class_set_nll`` tables: what NOT_ROAD allows on the mask logits, and which palette
+    """``class_set_nll`` tables: what partial labels allow on the mask logits, and which palette
     colours each label allows on the render logits (None without a palette head)."""
 
     mask: torch.Tensor
@@ -433,12 +442,15 @@ class LabelTables:
 
 
 def label_tables(G: torch.nn.Module, device: torch.device) -> LabelTables:
-    not_road = [c != ROAD_CLASS for c in range(5)]
-    mask = membership({NOT_ROAD: not_road}, 5).to(device)
+    """Rows for the partial labels NOT_CLASS_BASE + k ("any class but k") of every class."""
+    mask = membership({NOT_CLASS_BASE + k: [c != k for c in range(5)] for k in range(5)}, 5).to(
+        device
+    )
     render = None
     if getattr(G, "render_mode", "rgb") == "palette":
         rows = {c: [int(k) == c for k in PALETTE_CLASS] for c in range(5)}
-        rows[NOT_ROAD] = [int(k) != ROAD_CLASS for k in PALETTE_CLASS]
+        for k in range(5):
+            rows[NOT_CLASS_BASE + k] = [int(p) != k for p in PALETTE_CLASS]
         render = membership(rows, len(PALETTE_CLASS)).to(device)
     return LabelTables(mask, render)
 
@@ -466,7 +478,7 @@ def generator_losses(
                 L.render_l1 * (diff * labelled).sum() / (3 * labelled.sum()).clamp(min=1)
             )
     # mask: image+mask sources at full weight (class-weighted CE), OSM-derived masks at
-    # moscow_mask; NOT_ROAD pixels (road-only labels) only push probability off "road"
+    # moscow_mask; partial labels ("any class but k") only push probability off class k
     mask_only = ~has_map & b["has_mask"]
     mask_loss = outp["mask_logits"].sum() * 0.0
     for sel, w, cw in (
@@ -481,7 +493,7 @@ def generator_losses(
     parts["mask"] = mask_loss
     if tables is not None and mask_only.any():
         tg = b["mask"][mask_only]
-        if (tg == NOT_ROAD).any():
+        if ((tg >= NOT_CLASS_BASE) & (tg != IGNORE_LABEL)).any():  # partial labels
             parts["not_road"] = L.mask_ce * class_set_nll(
                 outp["mask_logits"][mask_only], tg, tables.mask
             )
@@ -520,9 +532,10 @@ def validate_and_keep_best(
 
 def validation_keys(data: Datasets) -> list[str]:
     """The metric names ``validate`` returns for these datasets (the log's columns)."""
-    keys = ["rmse", "acc5", "acc10", "ssim", "osm_miou"]
+    keys = ["rmse", "acc5", "acc10", "ssim", "osm_miou"] if data.moscow_val is not None else []
     keys += ["lc_miou"] if data.lc_val is not None else []
     keys += [mask_metric_name(m.cfg) for m in data.masks]
+    keys += [sc.metric for sc in data.scenes]
     return [*keys, "score"]
 
 
@@ -545,10 +558,13 @@ def validate(
     t, d = cfg.train, cfg.data
     gsd = math.inf if native else cfg.model.gsd_m
     mean, std = cfg.model.mean, cfg.model.std
-    m, rows = score_pairs(G, data.moscow_val, mean, std, limit=t.val_moscow,
-                          keep=t.grid_samples, factor=eval_factor(d.moscow_gsd_m, gsd))  # fmt: skip
-    val = {k: m[k] for k in ("rmse", "acc5", "acc10", "ssim")}
-    val["osm_miou"] = m["osm_miou"]
+    val: dict[str, float] = {}
+    rows: list = []
+    if data.moscow_val is not None:
+        m, rows = score_pairs(G, data.moscow_val, mean, std, limit=t.val_moscow,
+                              keep=t.grid_samples, factor=eval_factor(d.moscow_gsd_m, gsd))  # fmt: skip
+        val = {k: m[k] for k in ("rmse", "acc5", "acc10", "ssim")}
+        val["osm_miou"] = m["osm_miou"]
     masks: list[float] = []
     if data.lc_val is not None:
         m2, rows2 = score_chips(G, data.lc_val, mean, std, limit=t.val_landcover,
@@ -563,9 +579,15 @@ def validate(
         val[key] = m3["iou_road"] if src.cfg.labels == "road" else m3["miou"]
         masks.append(val[key])
         rows += rows3
+    for sc in data.scenes:
+        m4, rows4 = score_chips(G, sc.val, mean, std, keep=1, batch=1)
+        val[sc.metric] = m4["miou"] if sc.partial_class is None else m4["iou_class"]
+        masks.append(val[sc.metric])
+        rows += rows4
     save_grid(rows, grid, cell=160)
     # one number to pick "best": render accuracy and mask quality (mean over the mask
-    # sources), equally weighted
+    # sources), equally weighted; without map pairs, mask quality alone
     mask_score = float(np.mean(masks)) if masks else val["osm_miou"]
-    val["score"] = val["acc10"] - val["rmse"] / 100 + mask_score
+    render_score = val["acc10"] - val["rmse"] / 100 if "rmse" in val else 0.0
+    val["score"] = render_score + mask_score
     return val

@@ -6,18 +6,18 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from geo2map.train.data import IGNORE_LABEL, NOT_ROAD
+from geo2map.train.data import IGNORE_LABEL, NOT_CLASS_BASE
 
 
 def _known(target: torch.Tensor) -> torch.Tensor:
-    """Labels with NOT_ROAD (a partial label: "some class but road") made IGNORE_LABEL."""
-    return torch.where(target == NOT_ROAD, IGNORE_LABEL, target)
+    """Partial labels ("any class but k", NOT_CLASS_BASE + k) made IGNORE_LABEL."""
+    return torch.where(target >= NOT_CLASS_BASE, IGNORE_LABEL, target)
 
 
 def masked_ce(
     logits: torch.Tensor, target: torch.Tensor, weight: list[float] | None = None
 ) -> torch.Tensor:
-    """Cross-entropy over pixels with a class label (IGNORE_LABEL and NOT_ROAD skipped),
+    """Cross-entropy over pixels with a class label (IGNORE_LABEL and partial labels skipped),
     optionally class-weighted; 0 when nothing is labelled."""
     target = _known(target)
     if not (target != IGNORE_LABEL).any():

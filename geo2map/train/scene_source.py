@@ -1,0 +1,120 @@
+"""Training data from GIS files: a georeferenced scene and its label layers, as chips.
+
+The scene is read on the model grid exactly as ``translate`` reads it (bands, scaling,
+resampling to the card's GSD: scene.py, raster.py), and the label layers are burnt on that
+grid (labels.py). Pixels no layer covers are unlabelled (not trained on) unless the labels
+are complete for one class: then they are "any class but that one", a partial label the
+losses treat like the road / not-road tiles.
+
+The grid is cut into blocks; a block whose centre lies in ``holdout`` (or, without one, a
+salted-hash share of the blocks) is validation, so train and validation chips never overlap
+and each side sees whole areas (a spatial split, not neighbouring chips of one place in both).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from geo2map.catalog import resolve
+from geo2map.errors import Geo2MapError
+from geo2map.labels import UNLABELLED, LabelLayer, rasterize_layers
+from geo2map.raster import ModelGrid, read_model_window
+from geo2map.scene import inspect_scene, model_grid_shape
+from geo2map.train.config import SceneSourceConfig
+from geo2map.train.data import IGNORE_LABEL, NOT_CLASS_BASE, Sample
+
+Box = tuple[int, int, int, int]  # row, col, height, width on the model grid
+
+
+class SceneBlocks:
+    """Blocks of a labelled scene on the model grid, each a :class:`Sample`."""
+
+    def __init__(self, image: np.ndarray, mask: np.ndarray, boxes: list[Box]) -> None:
+        self.image, self.mask, self.boxes = image, mask, boxes
+        self.names = [f"r{r}c{c}" for r, c, _, _ in boxes]
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def __getitem__(self, i: int) -> Sample:
+        r, c, h, w = self.boxes[i]
+        return Sample(self.image[r : r + h, c : c + w], mask=self.mask[r : r + h, c : c + w])
+
+
+@dataclass
+class SceneSource:
+    cfg: SceneSourceConfig
+    train: SceneBlocks
+    val: SceneBlocks
+    partial_class: int | None  # complete labels of one class: scored as that class vs the rest
+
+    @property
+    def metric(self) -> str:
+        return f"{self.cfg.name}_iou" if self.partial_class is not None else f"{self.cfg.name}_miou"
+
+
+def _path(ref: str) -> Path:
+    return Path(ref) if Path(ref).exists() or "/" in ref else resolve(ref)
+
+
+def load_scene_source(
+    cfg: SceneSourceConfig, model_gsd: float, class_names: list[str]
+) -> SceneSource:
+    path = _path(cfg.scene)
+    scene = inspect_scene(path, 3, None, None)
+    if scene.crs is None:
+        raise Geo2MapError(
+            f"{path}: a labelled scene needs a CRS (GCP-only scenes are not supported)"
+        )
+    height, width = model_grid_shape(scene, model_gsd, force=False)
+    grid = ModelGrid(scene, height, width)
+    with rasterio.open(path) as ds:
+        data, valid = read_model_window(ds, grid, 0, 0, height, width)
+    image = np.rint(np.clip(data, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+    layers = [LabelLayer(_path(layer.file), layer.class_, layer.buffer) for layer in cfg.labels]
+    class_ids = {name: i for i, name in enumerate(class_names)}
+    labels = rasterize_layers(layers, class_ids, scene.crs, grid.transform, (height, width))
+    mask = labels.classes.copy()
+    labelled = {class_ids[layer.class_name] for layer in layers}
+    partial = None
+    if cfg.complete:
+        if len(labelled) > 1:
+            raise Geo2MapError(
+                f"data.scenes {cfg.name}: complete labels of several classes ({', '.join(sorted(class_names[k] for k in labelled))}) "
+                "are not supported yet: give one class per scene source"
+            )
+        partial = next(iter(labelled))
+        mask[mask == UNLABELLED] = NOT_CLASS_BASE + partial
+    mask[~valid] = IGNORE_LABEL
+    train, val = split_blocks(cfg, grid, height, width)
+    if not train or not val:
+        raise Geo2MapError(
+            f"data.scenes {cfg.name}: the split left no {'training' if not train else 'validation'} "
+            f"block of {cfg.block} px: move data.scenes.holdout or make block smaller"
+        )
+    return SceneSource(cfg, SceneBlocks(image, mask, train), SceneBlocks(image, mask, val), partial)
+
+
+def split_blocks(
+    cfg: SceneSourceConfig, grid: ModelGrid, height: int, width: int
+) -> tuple[list[Box], list[Box]]:
+    """Blocks of ``cfg.block`` px: validation where the centre is inside ``holdout`` (map
+    coordinates), else by a salted hash of the block's position."""
+    train, val = [], []
+    for r in range(0, height, cfg.block):
+        for c in range(0, width, cfg.block):
+            box = (r, c, min(cfg.block, height - r), min(cfg.block, width - c))
+            if cfg.holdout is not None:
+                x, y = grid.transform * (c + box[3] / 2, r + box[2] / 2)
+                xmin, ymin, xmax, ymax = cfg.holdout
+                held = xmin <= x <= xmax and ymin <= y <= ymax
+            else:
+                digest = hashlib.sha1(f"geo2map-val:{cfg.name}:{r}:{c}".encode()).digest()
+                held = digest[0] / 256 < cfg.holdout_fraction
+            (val if held else train).append(box)
+    return train, val
