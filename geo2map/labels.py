@@ -1,11 +1,12 @@
 """GIS label layers on a raster's grid, and a model's mask scored against them.
 
 A label layer is a vector file (GeoPackage, GeoJSON, GeoParquet, Shapefile: anything
-geopandas reads) whose features are one class of the model: polygons are that class where
-they cover a pixel's centre; lines and points become bands ``buffer`` map units wide each
-side. Layers are reprojected to the raster's CRS and burnt in the order given (later layers
-win). A pixel no layer covers is unlabelled, unless the labels are *complete*: then every
-instance of their classes is drawn, and such a pixel is known to be none of them.
+geopandas reads) whose features are one class of the model, or whose attribute maps to
+classes: polygons are their class where they cover a pixel's centre; lines and points become
+bands ``buffer`` map units wide each side, and mark every pixel they cross. Layers are
+reprojected to the raster's CRS (said once) and burnt in the order given (later layers win).
+A pixel no layer covers is unlabelled, unless the labels are *complete*: then every instance
+of their classes is drawn, and such a pixel is known to be none of them.
 """
 
 from __future__ import annotations
@@ -23,9 +24,18 @@ UNLABELLED = 255
 
 @dataclass(frozen=True)
 class LabelLayer:
+    """A vector file whose features are ``class_name``, or whose ``attribute`` maps to a
+    class through ``mapping`` (value -> class name)."""
+
     path: Path
-    class_name: str
+    class_name: str | None = None
     buffer: float = 0.0  # map units each side, for lines and points
+    attribute: str | None = None
+    mapping: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def class_names(self) -> list[str]:
+        return [self.class_name] if self.class_name else sorted({c for _, c in self.mapping})
 
     @classmethod
     def parse(cls, text: str, buffer: float = 0.0) -> LabelLayer:
@@ -38,62 +48,102 @@ class LabelLayer:
 
 @dataclass
 class RasterLabels:
-    """Class ids per pixel (UNLABELLED where unknown) and, per class, the pixels its line
-    features cross (for line recall)."""
+    """Class ids per pixel (UNLABELLED where unknown), per class the pixels its line features
+    cross (for line recall), and what was done on the way (reprojections)."""
 
     classes: np.ndarray
     lines: dict[int, np.ndarray]
+    notes: list[str]
+
+
+def read_layer(layer: LabelLayer, crs: object) -> tuple[object, list[str]]:
+    """The layer's features in ``crs`` (and a note when they were reprojected)."""
+    import geopandas as gpd
+
+    if not layer.path.is_file():
+        raise Geo2MapError(f"{layer.path}: no such label file")
+    try:
+        frame = gpd.read_file(layer.path)
+    except Exception as e:  # pyogrio raises its own error types for unreadable files
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise Geo2MapError(f"{layer.path}: not a vector file GDAL can read ({first})") from None
+    frame = frame[frame.geometry.notna() & ~frame.geometry.is_empty]
+    if frame.empty:
+        raise Geo2MapError(f"{layer.path}: the layer has no features")
+    if frame.crs is None:
+        raise Geo2MapError(f"{layer.path}: has no CRS; set one (e.g. ogr2ogr -a_srs)")
+    notes = []
+    if not frame.crs.equals(crs):
+        notes.append(f"labels {layer.path.name} reprojected from {frame.crs.to_string()} to {crs}")
+        frame = frame.to_crs(crs)
+    return frame, notes
+
+
+def feature_classes(layer: LabelLayer, frame: object, class_ids: dict[str, int]) -> np.ndarray:
+    """The class id of every feature of the layer."""
+    for name in layer.class_names:
+        if name not in class_ids:
+            raise Geo2MapError(
+                f"labels {layer.path}: the model has no class {name!r}; its classes are "
+                f"{', '.join(class_ids)}"
+            )
+    if layer.class_name:
+        return np.full(len(frame), class_ids[layer.class_name])
+    if layer.attribute not in frame.columns:
+        raise Geo2MapError(
+            f"labels {layer.path}: no attribute {layer.attribute!r}; it has "
+            f"{', '.join(c for c in frame.columns if c != 'geometry')}"
+        )
+    mapping = dict(layer.mapping)
+    values = frame[layer.attribute].astype(str)
+    unknown = values[~values.isin(list(mapping))]
+    if len(unknown):
+        raise Geo2MapError(
+            f"labels {layer.path}: {layer.attribute} value {unknown.iloc[0]!r} is not in the "
+            f"class mapping ({', '.join(mapping)}); map it or drop those features"
+        )
+    return np.array([class_ids[mapping[v]] for v in values])
 
 
 def rasterize_layers(
     layers: list[LabelLayer], class_ids: dict[str, int], crs: object, transform: Affine,
     shape: tuple[int, int],
 ) -> RasterLabels:  # fmt: skip
-    import geopandas as gpd
     from rasterio.features import rasterize
 
     out = np.full(shape, UNLABELLED, dtype=np.uint8)
     lines: dict[int, np.ndarray] = {}
+    notes: list[str] = []
     for layer in layers:
-        if layer.class_name not in class_ids:
-            raise Geo2MapError(
-                f"--labels {layer.path}={layer.class_name}: the model has no class "
-                f"{layer.class_name!r}; its classes are {', '.join(class_ids)}"
-            )
-        cid = class_ids[layer.class_name]
-        if not layer.path.is_file():
-            raise Geo2MapError(f"{layer.path}: no such label file")
-        try:
-            frame = gpd.read_file(layer.path)
-        except Exception as e:  # pyogrio raises its own error types for unreadable files
-            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
-            raise Geo2MapError(f"{layer.path}: not a vector file GDAL can read ({first})") from None
-        if frame.crs is None:
-            raise Geo2MapError(f"{layer.path}: has no CRS; set one (e.g. ogr2ogr -a_srs)")
-        geoms = frame.to_crs(crs).geometry
-        geoms = geoms[geoms.notna() & ~geoms.is_empty]
+        frame, said = read_layer(layer, crs)
+        notes += said
+        ids = feature_classes(layer, frame, class_ids)
+        geoms = frame.geometry
         linear = geoms.geom_type.isin(["LineString", "MultiLineString", "Point", "MultiPoint"])
-        areas = list(geoms[~linear])
-        if linear.any():
-            if layer.buffer > 0:
-                areas += list(geoms[linear].buffer(layer.buffer))
-            crossed = rasterize(
-                list(geoms[linear]), out_shape=shape, transform=transform, all_touched=True,
-                fill=0, default_value=1, dtype="uint8",
-            )  # fmt: skip
-            lines[cid] = lines.get(cid, np.zeros(shape, bool)) | crossed.astype(bool)
-        if areas:
+        if linear.any() and layer.buffer <= 0:
+            raise Geo2MapError(
+                f"labels {layer.path}: lines and points need a buffer width (map units each "
+                "side): give buffer (YAML) or --buffer"
+            )
+        for cid in np.unique(ids).tolist():
+            mine = ids == cid
+            areas = [*geoms[mine & ~linear], *geoms[mine & linear].buffer(layer.buffer)]
             burnt = rasterize(
                 areas, out_shape=shape, transform=transform, fill=0, default_value=1,
                 dtype="uint8",
             )  # fmt: skip
             out[burnt.astype(bool)] = cid
-        elif cid in lines and layer.buffer <= 0:
-            out[lines[cid]] = cid
+            if (mine & linear).any():
+                crossed = rasterize(
+                    list(geoms[mine & linear]), out_shape=shape, transform=transform,
+                    all_touched=True, fill=0, default_value=1, dtype="uint8",
+                )  # fmt: skip
+                lines[cid] = lines.get(cid, np.zeros(shape, bool)) | crossed.astype(bool)
+                out[crossed.astype(bool)] = cid  # a line narrower than a pixel still marks it
     if (out == UNLABELLED).all():
         names = ", ".join(str(layer.path) for layer in layers)
         raise Geo2MapError(f"no label of {names} falls inside the scene: check the files and CRS")
-    return RasterLabels(out, lines)
+    return RasterLabels(out, lines, notes)
 
 
 @dataclass

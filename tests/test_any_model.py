@@ -113,3 +113,26 @@ def test_an_external_model_without_its_card_or_with_int8_is_refused(scenes, deep
         assert result.exit_code == 2, result.output
         assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
         assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+def test_a_card_that_does_not_fit_its_model_is_refused(scenes, deeplab, tmp_path):
+    runner = CliRunner()
+    card = ModelCard.from_json(deeplab["onnx_card"])
+    one_band = card.model_copy(update={"input": card.input.model_copy(update={"bands": ["pan"]})})
+    one_band.to_json(tmp_path / "one-band.json")
+    unknown = card.model_copy(
+        update={"architecture": Architecture(name="smp", kwargs={"arch": "DeepLabV9"})}
+    )
+    (tmp_path / "smp").mkdir()
+    shutil.copyfile(deeplab["smp"].with_suffix(".safetensors"), tmp_path / "smp" / "m.safetensors")
+    unknown.to_json(tmp_path / "smp" / "m.json")
+    for args, message in (
+        (["--model", str(deeplab["onnx"]), "--card", str(tmp_path / "one-band.json")],
+         "takes 3 input bands but its card lists 1"),
+        (["--model", str(tmp_path / "smp" / "m")], "Wrong architecture type `DeepLabV9`"),
+    ):  # fmt: skip
+        out = tmp_path / "o"
+        result = runner.invoke(app, ["translate", str(scenes / SCENE), "--out", str(out), *args])
+        assert result.exit_code == 2, result.output
+        assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
+        assert not out.exists() or not list(out.iterdir())

@@ -45,22 +45,25 @@ def test_a_models_own_polygons_score_iou_one_and_lines_within_a_buffer_are_found
     model = models(0.5)
     name, polygons, pixels = own_polygons(scene, model, tmp_path / "own")
     options = TranslateOptions(model=model, chip_size=128, overlap=16)
-    [score] = evaluate_scene(scene, [LabelLayer(polygons, name)], options, complete=True)
+    [score], notes = evaluate_scene(scene, [LabelLayer(polygons, name)], options, complete=True)
+    assert notes == []  # the polygons are in the scene's CRS
     assert (score.name, score.labelled_pixels) == (name, pixels)
     assert score.iou == score.precision == score.recall == 1.0
     # the outlines as line labels: every crossed pixel touches the class, one pixel away at most
     lines = gpd.read_file(polygons)
     lines["geometry"] = lines.boundary
     lines.to_file(tmp_path / "lines.gpkg")
-    near = evaluate_scene(scene, [LabelLayer(tmp_path / "lines.gpkg", name)], options,
-                          line_buffer=0.5)[0]  # fmt: skip
-    exact = evaluate_scene(scene, [LabelLayer(tmp_path / "lines.gpkg", name)], options)[0]
-    assert near.line_recall == 1.0 > exact.line_recall > 0
+
+    def line_recall(buffer: float) -> float:
+        layer = LabelLayer(tmp_path / "lines.gpkg", name, buffer)
+        return evaluate_scene(scene, [layer], options, line_buffer=buffer)[0][0].line_recall
+
+    assert line_recall(0.5) == 1.0 > line_recall(0.1) > 0  # one pixel away; on the line
     # half the scene: only its pixels are scored
     with rasterio.open(scene) as ds:
         left, bottom, right, top = ds.bounds
     west = (left, bottom, (left + right) / 2, top)
-    [half] = evaluate_scene(scene, [LabelLayer(polygons, name)], options, True, west)
+    [half], _ = evaluate_scene(scene, [LabelLayer(polygons, name)], options, True, west)
     assert 0 < half.labelled_pixels < pixels and half.iou == 1.0
 
 
@@ -118,23 +121,63 @@ def test_fine_tuning_on_half_a_scene_beats_the_shipped_model_on_the_other_half(s
 
 
 def test_a_training_scene_with_bad_labels_or_split_is_refused_before_training(tmp_path):
-    import yaml
-
-    shipped = Path(__file__).parent.parent / "pipelines" / "finetune-atlanta.yaml"
-    doc = yaml.safe_load(shipped.read_text())
-    source = doc["data"]["scenes"][0]
-    cases = (
+    for change, message in (
         ({"labels": [{"file": "spacenet-atlanta-buildings", "class": "bridge"}]}, "no class 'bridge'"),
         ({"holdout": [0, 0, 1e7, 1e7]}, "left no training block"),
         ({"labels": [{"file": "spacenet-atlanta-buildings", "class": "building"},
                      {"file": "spacenet-atlanta-buildings", "class": "road", "buffer": 2}]},
          "several classes"),
-    )  # fmt: skip
-    for change, message in cases:
-        bad = tmp_path / "bad.yaml"
-        bad.write_text(yaml.safe_dump({**doc, "out_dir": str(tmp_path / "run"),
-                                       "data": {**doc["data"], "scenes": [{**source, **change}]}}))  # fmt: skip
-        result = CliRunner().invoke(app, ["train", str(bad), "--no-progress"])
+    ):  # fmt: skip
+        assert_training_refused(tmp_path, change, message)
+
+
+def test_labels_are_reprojected_once_and_bad_layers_are_refused(scenes, models, tmp_path):
+    runner = CliRunner()
+    footprints = gpd.read_file(scenes / "spacenet-atlanta-buildings.geojson")
+    base = ["evaluate", "--model", models(0.5), "--scene", str(scenes / ATLANTA)]
+    footprints.to_crs("EPSG:4326").to_file(tmp_path / "wgs84.gpkg")
+    result = runner.invoke(app, [*base, "--labels", f"{tmp_path / 'wgs84.gpkg'}=building"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("reprojected from EPSG:4326") == 1
+    footprints.iloc[:0].to_file(tmp_path / "empty.gpkg")
+    lines = footprints.copy()
+    lines["geometry"] = lines.boundary
+    lines.to_file(tmp_path / "lines.gpkg")
+    for args, message in (
+        (["--labels", f"{tmp_path / 'empty.gpkg'}=building"], "has no features"),
+        (["--labels", f"{tmp_path / 'lines.gpkg'}=building"], "need a buffer width"),
+    ):
+        result = runner.invoke(app, [*base, *args])
         assert result.exit_code == 2, result.output
         assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
-        assert not (tmp_path / "run" / "best.safetensors").exists()
+    # an attribute mapped to classes: the first value the mapping lacks is named
+    layer = dict(
+        file="spacenet-atlanta-buildings", attribute="building", classes={"yes": "building"}
+    )
+    ok = LabelLayer(scenes / "spacenet-atlanta-buildings.geojson", None, 0.0, "building",
+                    (("yes", "building"),))  # fmt: skip
+    scores, _ = evaluate_scene(scenes / ATLANTA, [ok], TranslateOptions(model=models(0.5)))
+    assert [s.name for s in scores] == ["building"]
+    for change, message in (
+        (
+            {**layer, "classes": {"no": "building"}},
+            "building value 'yes' is not in the class mapping",
+        ),
+        ({**layer, "attribute": "kind"}, "no attribute 'kind'"),
+    ):
+        assert_training_refused(tmp_path, {"labels": [change]}, message)
+
+
+def assert_training_refused(tmp_path: Path, change: dict, message: str) -> None:
+    import yaml
+
+    shipped = Path(__file__).parent.parent / "pipelines" / "finetune-atlanta.yaml"
+    doc = yaml.safe_load(shipped.read_text())
+    source = {**doc["data"]["scenes"][0], **change}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**doc, "out_dir": str(tmp_path / "run"),
+                                   "data": {**doc["data"], "scenes": [source]}}))  # fmt: skip
+    result = CliRunner().invoke(app, ["train", str(bad), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "run" / "best.safetensors").exists()

@@ -63,7 +63,17 @@ class OnnxNetwork(nn.Module):
                 f"{path}: not an ONNX model ONNX Runtime can load ({first})"
             ) from None
         self.input_name = self.session.get_inputs()[0].name
+        self.input_shape = self.session.get_inputs()[0].shape  # dims are ints or names
         self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def check_bands(self, path: Path, bands: int) -> None:
+        """Refuse a model whose input takes another number of bands than its card feeds."""
+        channels = self.input_shape[1] if len(self.input_shape) == 4 else None
+        if isinstance(channels, int) and channels != bands:
+            raise Geo2MapError(
+                f"{path}: the ONNX model takes {channels} input bands but its card lists "
+                f"{bands}; fix input.bands in the card"
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         feed = {self.input_name: np.ascontiguousarray(x.detach().float().cpu().numpy())}

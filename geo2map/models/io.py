@@ -12,7 +12,7 @@ from torch import nn
 
 from geo2map.errors import Geo2MapError, describe_validation_error
 from geo2map.models.card import ModelCard
-from geo2map.models.external import is_external, load_external
+from geo2map.models.external import OnnxNetwork, is_external, load_external
 from geo2map.models.outputs import with_outputs
 from geo2map.models.registry import build_model
 
@@ -94,7 +94,10 @@ def load_model(path: ModelSource = DEFAULT_MODEL) -> tuple[nn.Module, ModelCard]
     ONNX file as it is, else the card's architecture with its safetensors weights."""
     weights, card = load_card(path)
     if is_external(weights):
-        return with_outputs(load_external(weights), card).eval(), card
+        net = load_external(weights)
+        if isinstance(net, OnnxNetwork):
+            net.check_bands(weights, len(card.input.bands))
+        return with_outputs(net, card).eval(), card
     return with_outputs(load_weights(weights, card), card).eval(), card
 
 
@@ -106,7 +109,10 @@ def load_weights(weights: Path, card: ModelCard) -> nn.Module:
         raise Geo2MapError(
             f"model weights {weights} are not a valid safetensors file: {e}"
         ) from None
-    model = build_model(card.architecture)
+    try:
+        model = build_model(card.architecture)
+    except (ValueError, TypeError) as e:  # an unknown architecture, encoder or keyword
+        raise Geo2MapError(f"model card of {weights}: {e}") from None
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # a tensor of another shape

@@ -67,7 +67,10 @@ def _smp(
     Segformer ...) returning class logits; never downloads encoder weights."""
     import segmentation_models_pytorch as smp
 
-    return smp.create_model(
-        arch, encoder_name=encoder, encoder_weights=None, in_channels=in_channels,
-        classes=classes, **kwargs,
-    )  # fmt: skip
+    try:
+        return smp.create_model(
+            arch, encoder_name=encoder, encoder_weights=None, in_channels=in_channels,
+            classes=classes, **kwargs,
+        )  # fmt: skip
+    except KeyError as e:  # smp names the wrong architecture or encoder and the known ones
+        raise ValueError(str(e.args[0] if e.args else e)[:300]) from None

@@ -97,7 +97,9 @@ def register_commands(app: typer.Typer) -> None:
                 raise Geo2MapError("--scene and --labels go together: a scene and its labels")
             layers = [LabelLayer.parse(t, buffer) for t in labels]
             options = TranslateOptions(model=str(model), precision="auto")
-            scores = evaluate_scene(scene, layers, options, complete, bounds, buffer)
+            scores, notes = evaluate_scene(scene, layers, options, complete, bounds, buffer)
+            for note in notes:
+                typer.echo(note)
             typer.echo(scores_table(scores, complete))
             return
         if pipeline is not None:

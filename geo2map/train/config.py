@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from geo2map.errors import Geo2MapError
 from geo2map.yaml_input import parse_yaml, read_yaml
@@ -32,9 +32,23 @@ class MaskSourceConfig(_Strict):
 
 
 class LabelLayerConfig(_Strict):
+    """A vector layer whose features are one class, or whose attribute maps to classes."""
+
     file: str = Field(description="vector file (or catalog name): GeoPackage, GeoJSON, ...")
-    class_: str = Field(alias="class", description="the model class its features are")
+    class_: str | None = Field(
+        default=None, alias="class", description="the model class its features are"
+    )
+    attribute: str | None = Field(default=None, description="or: the attribute holding the class")
+    classes: dict[str, str] | None = Field(
+        default=None, description="with attribute: attribute value -> model class name"
+    )
     buffer: float = Field(default=0.0, ge=0, description="lines and points: half-width, map units")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> LabelLayerConfig:
+        if (self.class_ is None) == (self.attribute is None or self.classes is None):
+            raise ValueError("give either class, or attribute with classes (value -> class)")
+        return self
 
 
 class SceneSourceConfig(_Strict):

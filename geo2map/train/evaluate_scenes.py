@@ -43,9 +43,10 @@ def region_mask(ds: rasterio.DatasetReader, bounds: tuple[float, ...] | None) ->
 def evaluate_scene(
     scene: str | Path, layers: list[LabelLayer], options: TranslateOptions,
     complete: bool = False, bounds: tuple[float, ...] | None = None, line_buffer: float = 0.0,
-) -> list[ClassScore]:  # fmt: skip
+) -> tuple[list[ClassScore], list[str]]:  # fmt: skip
     """Per labelled class: recall (and, for complete labels, precision and IoU; for line
-    layers, the share of line pixels within ``line_buffer`` map units of the class)."""
+    layers, the share of line pixels within ``line_buffer`` map units of the class); and the
+    notes of what was done to the labels (reprojections)."""
     card = checked_card(options.model_source)
     with rasterio.open(scene) as ds:
         crs, transform, shape = ds.crs, ds.transform, (ds.height, ds.width)
@@ -58,7 +59,8 @@ def evaluate_scene(
         plan = replace(plan_scene(scene, options, card), torch_threads=runner.torch_threads)
         predicted = compute_scene(plan, runner, options.block_size)[3]
     buffer_px = round(line_buffer / abs(transform.a)) if line_buffer else 0
-    return score_mask(predicted, labels, card.class_names, complete, region, buffer_px)
+    scores = score_mask(predicted, labels, card.class_names, complete, region, buffer_px)
+    return scores, labels.notes
 
 
 def scores_table(scores: list[ClassScore], complete: bool) -> str:

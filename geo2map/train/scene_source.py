@@ -76,11 +76,22 @@ def load_scene_source(
     with rasterio.open(path) as ds:
         data, valid = read_model_window(ds, grid, 0, 0, height, width)
     image = np.rint(np.clip(data, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
-    layers = [LabelLayer(_path(layer.file), layer.class_, layer.buffer) for layer in cfg.labels]
+    layers = [
+        LabelLayer(
+            _path(layer.file),
+            layer.class_,
+            layer.buffer,
+            layer.attribute,
+            tuple((layer.classes or {}).items()),
+        )  # fmt: skip
+        for layer in cfg.labels
+    ]
     class_ids = {name: i for i, name in enumerate(class_names)}
     labels = rasterize_layers(layers, class_ids, scene.crs, grid.transform, (height, width))
+    for note in labels.notes:
+        print(f"data.scenes {cfg.name}: {note}", flush=True)
     mask = labels.classes.copy()
-    labelled = {class_ids[layer.class_name] for layer in layers}
+    labelled = {class_ids[name] for layer in layers for name in layer.class_names}
     partial = None
     if cfg.complete:
         if len(labelled) > 1:
