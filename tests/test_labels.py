@@ -7,6 +7,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import rasterio
+import torch
 from typer.testing import CliRunner
 
 import geo2map
@@ -181,3 +182,21 @@ def assert_training_refused(tmp_path: Path, change: dict, message: str) -> None:
     assert result.exit_code == 2, result.output
     assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
     assert not (tmp_path / "run" / "best.safetensors").exists()
+
+
+def test_freeze_encoder_trains_the_decoder_and_heads_only(tmp_path):
+    from safetensors.torch import load_file
+
+    from geo2map.models.io import DEFAULT_MODEL
+
+    shipped = Path(__file__).parent.parent / "pipelines" / "finetune-atlanta.yaml"
+    result = CliRunner().invoke(app, [
+        "train", str(shipped), "--no-progress", "--set", f"out_dir={tmp_path / 'run'}",
+        "--set", "train.steps=3", "--set", "model.freeze_encoder=true",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    before = load_file(str(DEFAULT_MODEL.with_suffix(".safetensors")))
+    after = load_file(str(tmp_path / "run" / "last.safetensors"))
+    changed = {k for k in before if not torch.equal(before[k].float(), after[k].float())}
+    assert changed and all(not k.startswith("net.encoder.") for k in changed), sorted(changed)[:3]
+    assert any(k.startswith("net.decoder.") for k in changed)

@@ -126,6 +126,10 @@ class ModelConfig(_Strict):
     )
     mean: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = Field(default_factory=lambda: [0.5, 0.5, 0.5])
+    freeze_encoder: bool = Field(
+        default=False,
+        description="train the decoder and heads only (few labels: keep what the encoder knows)",
+    )
 
 
 class DiscriminatorConfig(_Strict):

@@ -249,6 +249,20 @@ def start_weights(cfg: PipelineConfig, G: torch.nn.Module, kwargs: dict[str, Any
     return {"init_from": str(path), "stages": stages}
 
 
+def frozen_encoder(cfg: PipelineConfig, G: torch.nn.Module) -> torch.nn.Module | None:
+    """With ``model.freeze_encoder``: the generator's encoder, its weights no longer trained."""
+    if not cfg.model.freeze_encoder:
+        return None
+    encoder = getattr(getattr(G, "net", G), "encoder", None)
+    if encoder is None:
+        raise Geo2MapError(
+            f"model.freeze_encoder: {cfg.model.name} has no encoder to freeze (smp models do)"
+        )
+    for p in encoder.parameters():
+        p.requires_grad_(False)
+    return encoder
+
+
 def _short(kwargs: dict[str, Any]) -> str:
     kw = {k: v for k, v in kwargs.items() if k not in ("palette", "palette_class")}
     return str(kw)
@@ -270,8 +284,10 @@ def make_card(
     multiple: int = 16,
 ) -> ModelCard:
     """The card of generator weights; ``multiple``: what chip sides must divide by."""
-    licences = [MOSCOW_LICENCE] + ([LANDCOVER_LICENCE] if data.lc_val is not None else [])
+    licences = [MOSCOW_LICENCE] if data.moscow_val is not None else []
+    licences += [LANDCOVER_LICENCE] if data.lc_val is not None else []
     licences += [lic for m in data.masks if (lic := source_licence(m.cfg.data))]
+    licences += [lic for sc in data.scenes if (lic := source_licence(sc.cfg.scene))]
     return ModelCard(
         name=cfg.name,
         description=cfg.description,
@@ -345,6 +361,7 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
         campaign = start_weights(cfg, G, kwargs)
     for m in modules.values():
         m.to(device=device, memory_format=torch.channels_last)
+    encoder = frozen_encoder(cfg, G)
     o = cfg.optim
     optims: dict[str, torch.optim.Optimizer] = {
         "G": torch.optim.AdamW(G.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
@@ -369,6 +386,8 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
     # the time budget may end the steps before the loader runs out
     for step, batches in zip(log.steps(), step_batches(data, cfg, start, device), strict=False):
         G.train()
+        if encoder is not None:
+            encoder.eval()  # its batch-norm statistics stay those it was trained with
         factor = lr_factor(cfg, step)
         for g in optims["G"].param_groups:
             g["lr"] = o.lr * factor
