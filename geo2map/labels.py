@@ -1,8 +1,9 @@
 """GIS label layers on a raster's grid, and a model's mask scored against them.
 
-A label layer is a vector file (GeoPackage, GeoJSON, GeoParquet, Shapefile: anything
-geopandas reads) whose features are one class of the model, or whose attribute maps to
-classes: polygons are their class where they cover a pixel's centre; lines and points become
+A label layer is a raster of class values (GeoTIFF ...; the model's class ids, or values
+mapped to classes; resampled nearest), or a vector file (GeoPackage, GeoJSON, GeoParquet,
+Shapefile: anything geopandas reads) whose features are one class of the model, or whose
+attribute maps to classes: polygons are their class where they cover a pixel's centre; lines and points become
 bands ``buffer`` map units wide each side, and mark every pixel they cross. Layers are
 reprojected to the raster's CRS (said once) and burnt in the order given (later layers win).
 A pixel no layer covers is unlabelled, unless the labels are *complete*: then every instance
@@ -20,6 +21,7 @@ from affine import Affine
 from geo2map.errors import Geo2MapError
 
 UNLABELLED = 255
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2")
 
 
 @dataclass(frozen=True)
@@ -35,14 +37,21 @@ class LabelLayer:
 
     @property
     def class_names(self) -> list[str]:
-        return [self.class_name] if self.class_name else sorted({c for _, c in self.mapping})
+        """The classes its features (or pixels) are; for a label raster without a mapping,
+        those its values hold, known only once read (empty here)."""
+        return [self.class_name] if self.class_name else sorted({c for _, c in self.mapping if c})
 
     @classmethod
     def parse(cls, text: str, buffer: float = 0.0) -> LabelLayer:
         """``buildings.gpkg=building`` (the command line's form)."""
         path, sep, name = text.rpartition("=")
+        if not sep and Path(text).suffix.lower() in RASTER_SUFFIXES:
+            return cls(Path(text), None, buffer)  # a raster of the model's class ids
         if not sep or not path or not name:
-            raise Geo2MapError(f"--labels {text!r}: write FILE=CLASS, e.g. buildings.gpkg=building")
+            raise Geo2MapError(
+                f"--labels {text!r}: write FILE=CLASS, e.g. buildings.gpkg=building "
+                "(a label raster of the model's class ids: just FILE)"
+            )
         return cls(Path(path), name, buffer)
 
 
@@ -89,6 +98,10 @@ def feature_classes(layer: LabelLayer, frame: object, class_ids: dict[str, int])
             )
     if layer.class_name:
         return np.full(len(frame), class_ids[layer.class_name])
+    if layer.attribute is None:
+        raise Geo2MapError(
+            f"labels {layer.path}: give its class, or an attribute with a class mapping"
+        )
     if layer.attribute not in frame.columns:
         raise Geo2MapError(
             f"labels {layer.path}: no attribute {layer.attribute!r}; it has "
@@ -105,6 +118,64 @@ def feature_classes(layer: LabelLayer, frame: object, class_ids: dict[str, int])
     return np.array([class_ids[mapping[v]] for v in values])
 
 
+def is_raster_layer(layer: LabelLayer) -> bool:
+    return layer.path.suffix.lower() in RASTER_SUFFIXES
+
+
+def raster_classes(
+    layer: LabelLayer, class_ids: dict[str, int], crs: object, transform: Affine,
+    shape: tuple[int, int],
+) -> tuple[np.ndarray, list[str]]:  # fmt: skip
+    """A label raster's classes on the grid (nearest resampling; UNLABELLED where it has
+    nodata, a value mapped to nothing, or no pixel). Its values are the model's class ids,
+    or go through ``layer.mapping`` (value -> class name, "" for unlabelled)."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    if not layer.path.is_file():
+        raise Geo2MapError(f"{layer.path}: no such label file")
+    values = np.full(shape, UNLABELLED, dtype=np.uint8)
+    with rasterio.open(layer.path) as src:
+        if src.crs is None:
+            raise Geo2MapError(f"{layer.path}: has no CRS; set one (gdal_edit.py -a_srs)")
+        if src.dtypes[0] not in ("uint8", "int8", "uint16", "int16"):
+            raise Geo2MapError(f"{layer.path}: label rasters hold class values as integers")
+        notes = (
+            []
+            if src.crs == crs
+            else [f"labels {layer.path.name} reprojected from {src.crs} to {crs}"]
+        )
+        reproject(
+            rasterio.band(src, 1), values, src_nodata=src.nodata, dst_transform=transform,
+            dst_crs=crs, dst_nodata=UNLABELLED, resampling=Resampling.nearest,
+        )  # fmt: skip
+    if layer.mapping:
+        table = np.full(256, UNLABELLED, dtype=np.uint8)
+        mapped = {int(v): name for v, name in layer.mapping}
+        for v, name in mapped.items():
+            if name and name not in class_ids:
+                raise Geo2MapError(
+                    f"labels {layer.path}: the model has no class {name!r}; its classes are "
+                    f"{', '.join(class_ids)}"
+                )
+            table[v] = class_ids[name] if name else UNLABELLED
+        present = set(np.unique(values).tolist()) - {UNLABELLED}
+        unknown = sorted(present - set(mapped))
+        if unknown:
+            raise Geo2MapError(
+                f"labels {layer.path}: value {unknown[0]} is not in the class mapping "
+                f"({', '.join(map(str, mapped))}); map it (to a class, or '' for unlabelled)"
+            )
+        return table[values], notes
+    bad = sorted(set(np.unique(values).tolist()) - set(class_ids.values()) - {UNLABELLED})
+    if bad:
+        raise Geo2MapError(
+            f"labels {layer.path}: value {bad[0]} is not a class id of the model "
+            f"(0-{len(class_ids) - 1}); give a mapping from its values to classes"
+        )
+    return values, notes
+
+
 def rasterize_layers(
     layers: list[LabelLayer], class_ids: dict[str, int], crs: object, transform: Affine,
     shape: tuple[int, int],
@@ -115,6 +186,11 @@ def rasterize_layers(
     lines: dict[int, np.ndarray] = {}
     notes: list[str] = []
     for layer in layers:
+        if is_raster_layer(layer):
+            burnt, said = raster_classes(layer, class_ids, crs, transform, shape)
+            notes += said
+            out[burnt != UNLABELLED] = burnt[burnt != UNLABELLED]
+            continue
         frame, said = read_layer(layer, crs)
         notes += said
         ids = feature_classes(layer, frame, class_ids)

@@ -200,3 +200,29 @@ def test_freeze_encoder_trains_the_decoder_and_heads_only(tmp_path):
     changed = {k for k in before if not torch.equal(before[k].float(), after[k].float())}
     assert changed and all(not k.startswith("net.encoder.") for k in changed), sorted(changed)[:3]
     assert any(k.startswith("net.decoder.") for k in changed)
+
+
+def test_a_label_raster_scores_as_the_vector_layer_it_was_burnt_from(scenes, models, tmp_path):
+    from rasterio.features import rasterize
+
+    scene = scenes / ATLANTA
+    footprints = gpd.read_file(scenes / "spacenet-atlanta-buildings.geojson")
+    with rasterio.open(scene) as ds:
+        profile = {"driver": "GTiff", "width": ds.width, "height": ds.height, "count": 1,
+                   "dtype": "uint8", "crs": ds.crs, "transform": ds.transform, "nodata": 0}  # fmt: skip
+        burnt = rasterize(footprints.geometry, out_shape=(ds.height, ds.width),
+                          transform=ds.transform, default_value=1, dtype="uint8")  # fmt: skip
+    with rasterio.open(tmp_path / "labels.tif", "w", **profile) as dst:
+        dst.write(burnt, 1)  # 1 = building (the model's class id), 0 = nodata: unlabelled
+    options = TranslateOptions(model=models(0.5))
+    vector = LabelLayer(scenes / "spacenet-atlanta-buildings.geojson", "building")
+    [from_vector], _ = evaluate_scene(scene, [vector], options, complete=True)
+    [from_raster], _ = evaluate_scene(scene, [LabelLayer(tmp_path / "labels.tif")], options, True)
+    assert from_raster == from_vector
+    mapped = LabelLayer(tmp_path / "labels.tif", mapping=(("1", "road"),))
+    assert evaluate_scene(scene, [mapped], options, True)[0][0].name == "road"
+    result = CliRunner().invoke(app, [
+        "evaluate", "--model", models(0.5), "--scene", str(scene),
+        "--labels", str(tmp_path / "labels.tif"), "--complete",
+    ])  # fmt: skip
+    assert result.exit_code == 0 and "| building |" in result.stdout, result.output

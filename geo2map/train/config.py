@@ -34,20 +34,26 @@ class MaskSourceConfig(_Strict):
 class LabelLayerConfig(_Strict):
     """A vector layer whose features are one class, or whose attribute maps to classes."""
 
-    file: str = Field(description="vector file (or catalog name): GeoPackage, GeoJSON, ...")
+    file: str = Field(
+        description="vector file (GeoPackage, GeoJSON ...) or label raster (GeoTIFF of class "
+        "values), or a catalog name"
+    )
     class_: str | None = Field(
         default=None, alias="class", description="the model class its features are"
     )
     attribute: str | None = Field(default=None, description="or: the attribute holding the class")
-    classes: dict[str, str] | None = Field(
-        default=None, description="with attribute: attribute value -> model class name"
+    classes: dict[str, str | None] | None = Field(
+        default=None,
+        description="attribute (or raster) value -> model class name (null: unlabelled)",
     )
     buffer: float = Field(default=0.0, ge=0, description="lines and points: half-width, map units")
 
     @model_validator(mode="after")
     def _one_way(self) -> LabelLayerConfig:
-        if (self.class_ is None) == (self.attribute is None or self.classes is None):
-            raise ValueError("give either class, or attribute with classes (value -> class)")
+        if self.class_ is not None and self.attribute is not None:
+            raise ValueError("give class, or attribute with classes (value -> class), not both")
+        if self.attribute is not None and not self.classes:
+            raise ValueError("attribute needs classes: attribute value -> model class name")
         return self
 
 

@@ -25,7 +25,7 @@ from geo2map.errors import Geo2MapError
 from geo2map.labels import UNLABELLED, LabelLayer, rasterize_layers
 from geo2map.raster import ModelGrid, read_model_window
 from geo2map.scene import inspect_scene, model_grid_shape
-from geo2map.train.config import SceneSourceConfig
+from geo2map.train.config import LabelLayerConfig, SceneSourceConfig
 from geo2map.train.data import IGNORE_LABEL, NOT_CLASS_BASE, Sample
 
 Box = tuple[int, int, int, int]  # row, col, height, width on the model grid
@@ -77,13 +77,7 @@ def load_scene_source(
         data, valid = read_model_window(ds, grid, 0, 0, height, width)
     image = np.rint(np.clip(data, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
     layers = [
-        LabelLayer(
-            _path(layer.file),
-            layer.class_,
-            layer.buffer,
-            layer.attribute,
-            tuple((layer.classes or {}).items()),
-        )  # fmt: skip
+        LabelLayer(_path(layer.file), layer.class_, layer.buffer, layer.attribute, mapping(layer))
         for layer in cfg.labels
     ]
     class_ids = {name: i for i, name in enumerate(class_names)}
@@ -91,7 +85,9 @@ def load_scene_source(
     for note in labels.notes:
         print(f"data.scenes {cfg.name}: {note}", flush=True)
     mask = labels.classes.copy()
-    labelled = {class_ids[name] for layer in layers for name in layer.class_names}
+    # the classes the layers declare, and those a label raster's values hold
+    labelled = {class_ids[n] for layer in layers for n in layer.class_names}
+    labelled |= set(np.unique(mask).tolist()) - {UNLABELLED}
     partial = None
     if cfg.complete:
         if len(labelled) > 1:
@@ -109,6 +105,11 @@ def load_scene_source(
             f"block of {cfg.block} px: move data.scenes.holdout or make block smaller"
         )
     return SceneSource(cfg, SceneBlocks(image, mask, train), SceneBlocks(image, mask, val), partial)
+
+
+def mapping(layer: LabelLayerConfig) -> tuple[tuple[str, str], ...]:
+    """The YAML's value -> class mapping as LabelLayer takes it ("" for unlabelled)."""
+    return tuple((value, name or "") for value, name in (layer.classes or {}).items())
 
 
 def split_blocks(
