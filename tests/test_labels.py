@@ -93,17 +93,22 @@ def test_evaluate_scores_the_atlanta_footprints_and_refuses_bad_labels(scenes, m
     assert result.exit_code == 2 and "go together" in result.stderr
 
 
+FINETUNE = Path(__file__).parent.parent / "pipelines" / "finetune-atlanta.yaml"
+
+
+def fine_tune(out: Path, *overrides: str) -> None:
+    """Run pipelines/finetune-atlanta.yaml into ``out`` with ``--set`` overrides."""
+    sets = [arg for o in (f"out_dir={out}", *overrides) for arg in ("--set", o)]
+    result = CliRunner().invoke(app, ["train", str(FINETUNE), "--no-progress", *sets])
+    assert result.exit_code == 0, result.output
+
+
 def test_fine_tuning_on_half_a_scene_beats_the_shipped_model_on_the_other_half(scenes, tmp_path):
     """pipelines/finetune-atlanta.yaml: the shipped model, fine-tuned on the footprints of
     the west half of the Atlanta sample, finds the east half's buildings better."""
     from geo2map.models.io import DEFAULT_MODEL
 
-    shipped = Path(__file__).parent.parent / "pipelines" / "finetune-atlanta.yaml"
-    result = CliRunner().invoke(app, [
-        "train", str(shipped), "--no-progress", "--set", f"out_dir={tmp_path / 'run'}",
-        "--set", "train.steps=20", "--set", "train.val_every=20",
-    ])  # fmt: skip
-    assert result.exit_code == 0, result.output
+    fine_tune(tmp_path / "run", "train.steps=20", "train.val_every=20")
     with rasterio.open(scenes / ATLANTA) as ds:
         left, bottom, right, top = ds.bounds
     east = ((left + right) / 2, bottom, right, top)
@@ -172,8 +177,7 @@ def test_labels_are_reprojected_once_and_bad_layers_are_refused(scenes, models, 
 def assert_training_refused(tmp_path: Path, change: dict, message: str) -> None:
     import yaml
 
-    shipped = Path(__file__).parent.parent / "pipelines" / "finetune-atlanta.yaml"
-    doc = yaml.safe_load(shipped.read_text())
+    doc = yaml.safe_load(FINETUNE.read_text())
     source = {**doc["data"]["scenes"][0], **change}
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**doc, "out_dir": str(tmp_path / "run"),
@@ -189,12 +193,7 @@ def test_freeze_encoder_trains_the_decoder_and_heads_only(tmp_path):
 
     from geo2map.models.io import DEFAULT_MODEL
 
-    shipped = Path(__file__).parent.parent / "pipelines" / "finetune-atlanta.yaml"
-    result = CliRunner().invoke(app, [
-        "train", str(shipped), "--no-progress", "--set", f"out_dir={tmp_path / 'run'}",
-        "--set", "train.steps=3", "--set", "model.freeze_encoder=true",
-    ])  # fmt: skip
-    assert result.exit_code == 0, result.output
+    fine_tune(tmp_path / "run", "train.steps=3", "model.freeze_encoder=true")
     before = load_file(str(DEFAULT_MODEL.with_suffix(".safetensors")))
     after = load_file(str(tmp_path / "run" / "last.safetensors"))
     changed = {k for k in before if not torch.equal(before[k].float(), after[k].float())}

@@ -14,13 +14,18 @@ from torch import nn
 from geo2map.models.card import ModelCard
 
 
-class ClassLogitsModel(nn.Module):
-    """A segmentation network (B, K, H, W logits) with a render in its classes' colours."""
+class _WithClassColours(nn.Module):
+    """A network and its card's class colours (0..1), to draw what the network lacks."""
 
     def __init__(self, net: nn.Module, card: ModelCard) -> None:
         super().__init__()
         self.net = net
-        self.register_buffer("colours", _colours(card))
+        colours = torch.tensor([c.color for c in card.classes], dtype=torch.float32) / 255.0
+        self.register_buffer("colours", colours)
+
+
+class ClassLogitsModel(_WithClassColours):
+    """A segmentation network (B, K, H, W logits) with a render in its classes' colours."""
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         logits = self.net(x)
@@ -29,23 +34,14 @@ class ClassLogitsModel(nn.Module):
         return {"render": render, "mask_logits": logits}
 
 
-class RgbModel(nn.Module):
+class RgbModel(_WithClassColours):
     """An image-to-image network (B, 3, H, W in [0, 1]) with a mask of nearest colours."""
-
-    def __init__(self, net: nn.Module, card: ModelCard) -> None:
-        super().__init__()
-        self.net = net
-        self.register_buffer("colours", _colours(card))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         render = self.net(x).float().clamp(0, 1)
         # minus the squared distance to each class colour: the nearest colour wins softmax
         distance = ((render[:, None] - self.colours[None, :, :, None, None]) ** 2).sum(dim=2)
         return {"render": render, "mask_logits": -distance * 1e3}
-
-
-def _colours(card: ModelCard) -> torch.Tensor:
-    return torch.tensor([c.color for c in card.classes], dtype=torch.float32) / 255.0
 
 
 def with_outputs(net: nn.Module, card: ModelCard) -> nn.Module:
