@@ -130,9 +130,6 @@ def test_a_training_scene_with_bad_labels_or_split_is_refused_before_training(tm
     for change, message in (
         ({"labels": [{"file": "spacenet-atlanta-buildings", "class": "bridge"}]}, "no class 'bridge'"),
         ({"holdout": [0, 0, 1e7, 1e7]}, "left no training block"),
-        ({"labels": [{"file": "spacenet-atlanta-buildings", "class": "building"},
-                     {"file": "spacenet-atlanta-buildings", "class": "road", "buffer": 2}]},
-         "several classes"),
     ):  # fmt: skip
         assert_training_refused(tmp_path, change, message)
 
@@ -225,3 +222,27 @@ def test_a_label_raster_scores_as_the_vector_layer_it_was_burnt_from(scenes, mod
         "--labels", str(tmp_path / "labels.tif"), "--complete",
     ])  # fmt: skip
     assert result.exit_code == 0 and "| building |" in result.stdout, result.output
+
+
+def test_complete_labels_of_two_classes_make_the_rest_none_of_them(scenes, tmp_path):
+    from geo2map.train.config import SceneSourceConfig
+    from geo2map.train.data import IGNORE_LABEL, excluded_classes
+    from geo2map.train.scene_source import load_scene_source
+
+    lines = gpd.read_file(scenes / "spacenet-atlanta-buildings.geojson")
+    lines["geometry"] = lines.boundary.translate(3, 3)  # "roads" beside each building
+    lines.to_file(tmp_path / "roads.gpkg")
+    cfg = SceneSourceConfig.model_validate({
+        "name": "two", "scene": str(scenes / ATLANTA), "complete": True, "block": 128,
+        "labels": [{"file": "spacenet-atlanta-buildings", "class": "building"},
+                   {"file": str(tmp_path / "roads.gpkg"), "class": "road", "buffer": 1}],
+    })  # fmt: skip
+    names = ["other", "building", "vegetation", "water", "road"]
+    source = load_scene_source(cfg, 0.6, names)
+    masks = [source.train[i].mask for i in range(len(source.train))]
+    values = set(np.unique(np.concatenate([m.ravel() for m in masks])).tolist())
+    rest = values - {1, 4, IGNORE_LABEL}
+    assert {1, 4} <= values and len(rest) == 1 and excluded_classes(rest.pop()) == {1, 4}
+    assert source.drawn == {1, 4} and source.metric == "two_iou"
+    train = {b[:2] for b in source.train.boxes}
+    assert train and source.val.boxes and not train & {b[:2] for b in source.val.boxes}

@@ -113,6 +113,24 @@ def test_not_road_pixels_only_push_probability_off_road() -> None:
     assert class_set_nll(sure, torch.full((1, 1, 1), NOT_ROAD), table) > 10
 
 
+def test_a_pixel_known_to_be_neither_building_nor_road_pushes_both_off() -> None:
+    """Complete labels of several classes: the other pixels are "none of them"."""
+    from geo2map.train.data import excluded_classes, partial_label
+    from geo2map.train.loop import label_tables
+
+    code = partial_label({1, ROAD_CLASS})
+    assert excluded_classes(code) == {1, ROAD_CLASS} and excluded_classes(NOT_ROAD) == {ROAD_CLASS}
+    assert {excluded_classes(c) == set() for c in (0, 4, IGNORE_LABEL)} == {True}
+    tables = label_tables(torch.nn.Identity(), torch.device("cpu"))
+    logits = torch.randn(1, 5, 3, 3)
+    p = torch.softmax(logits, 1)
+    expected = -torch.log(1 - p[:, 1] - p[:, ROAD_CLASS]).mean()
+    torch.testing.assert_close(
+        class_set_nll(logits, torch.full((1, 3, 3), code), tables.mask), expected
+    )
+    assert masked_ce(logits, torch.full((1, 3, 3), code)) == 0  # not a class label
+
+
 def test_render_learns_the_colours_of_a_class_not_which_one() -> None:
     rows = {c: [int(k) == c for k in PALETTE_CLASS] for c in range(5)}
     table = membership(rows, len(PALETTE_CLASS))

@@ -22,15 +22,26 @@ from geo2map.train.palette import MAX_SNAP_DISTANCE, palette_class, snap_to_pale
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
 IGNORE_LABEL = 255
-# Partial labels: NOT_CLASS_BASE + k means "any class but k", what a mask with one class
-# drawn completely says about its other pixels (road / not-road tiles, building footprints)
-NOT_CLASS_BASE = 250
+# Partial labels: what a mask that draws some classes completely says about its other
+# pixels: "any class but those" (road / not-road tiles, complete building footprints). The
+# set S of excluded classes is coded as PARTIAL_BASE + sum(2**k for k in S): 224..254.
+PARTIAL_BASE = 223
 ROAD_CLASS = 4
-NOT_ROAD = NOT_CLASS_BASE + ROAD_CLASS
 
 
-def is_not_class(label: int) -> bool:
-    return NOT_CLASS_BASE <= label < IGNORE_LABEL
+def partial_label(excluded: set[int] | frozenset[int]) -> int:
+    """The label of a pixel known to be none of the classes ``excluded``."""
+    return PARTIAL_BASE + sum(1 << k for k in excluded)
+
+
+def excluded_classes(label: int) -> set[int]:
+    """The classes a partial label rules out (empty for a class label or IGNORE_LABEL)."""
+    if not PARTIAL_BASE < label < IGNORE_LABEL:
+        return set()
+    return {k for k in range(5) if (label - PARTIAL_BASE) >> k & 1}
+
+
+NOT_ROAD = partial_label({ROAD_CLASS})
 
 
 def _images(folder: Path) -> dict[str, Path]:

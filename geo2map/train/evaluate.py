@@ -18,7 +18,13 @@ from PIL import Image
 from torch import nn
 
 from geo2map.errors import Geo2MapError
-from geo2map.train.data import NOT_CLASS_BASE, LandCoverChips, MoscowPairs, list_pairs
+from geo2map.train.data import (
+    PARTIAL_BASE,
+    LandCoverChips,
+    MoscowPairs,
+    excluded_classes,
+    list_pairs,
+)
 from geo2map.train.metrics import (
     confusion,
     iou_from_confusion,
@@ -31,7 +37,7 @@ from geo2map.train.palette import PALETTE_RGB
 CLASS_NAMES = ["other", "building", "vegetation", "water", "road"]
 MASK_COLOURS = np.zeros((256, 3), np.uint8)  # ignored pixels (255) show black
 MASK_COLOURS[:5] = [[230, 230, 230], [200, 80, 60], [80, 170, 70], [60, 120, 220], [250, 210, 80]]
-MASK_COLOURS[NOT_CLASS_BASE:255] = [120, 120, 120]  # partial labels: any class but k
+MASK_COLOURS[PARTIAL_BASE + 1 : 255] = [120, 120, 120]  # partial labels: any class but some
 
 
 @torch.no_grad()
@@ -143,29 +149,31 @@ def score_chips(
     factor: float = 1.0,
 ) -> tuple[dict[str, float], list[tuple[np.ndarray, ...]]]:
     """Per-class IoU and mIoU over the chips (labels 255 ignored). For partial labels ("any
-    class but k", NOT_CLASS_BASE + k: road / not-road tiles, complete footprints) only class
-    k against everything else means something: ``iou_class`` (also ``iou_<name>``)."""
+    class but those of a set S": road / not-road tiles, complete footprints) only the classes
+    of S against everything else mean something: ``iou_class`` is their mean IoU (for one
+    class, its IoU; also ``iou_<name>``)."""
     cm = np.zeros((5, 5), np.int64)
     kept = []
-    binary_class: int | None = None
+    drawn: set[int] = set()  # the classes S partial labels said were drawn completely
     n = len(ds) if limit is None else min(limit, len(ds))
     for i in range(0, n, batch):
         samples = [ds[j] for j in range(i, min(n, i + batch))]
         renders, masks = _predict_samples(model, samples, mean, std, factor)
         for s, r, m in zip(samples, renders, masks, strict=True):
             target = s.mask
-            partial = np.unique(target[(target >= NOT_CLASS_BASE) & (target != 255)])
-            if partial.size:  # one class drawn completely: score it against the rest
-                k = binary_class = int(partial[0]) - NOT_CLASS_BASE
-                rest = 0 if k else 1  # any other class stands for "not k"
-                target = np.where(target == 255, 255, np.where(target == k, k, rest))
-                m = np.where(m == k, k, rest)
+            codes = np.unique(target[(target > PARTIAL_BASE) & (target != 255)])
+            if codes.size:  # some classes drawn completely: score them against the rest
+                drawn |= excluded_classes(int(codes[0]))
+                rest = min(set(range(5)) - drawn)  # any other class stands for "none of S"
+                known = np.isin(target, list(drawn))
+                target = np.where(target == 255, 255, np.where(known, target, rest))
+                m = np.where(np.isin(m, list(drawn)), m, rest)
             cm += confusion(target, m, 5)
             if len(kept) < keep:
                 kept.append((s.image, MASK_COLOURS[s.mask], r, MASK_COLOURS[m]))
     scores = iou_from_confusion(cm, CLASS_NAMES)
-    if binary_class is not None:
-        scores["iou_class"] = scores[f"iou_{CLASS_NAMES[binary_class]}"]
+    if drawn:
+        scores["iou_class"] = float(np.mean([scores[f"iou_{CLASS_NAMES[k]}"] for k in drawn]))
     return scores, kept
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,13 @@ from geo2map.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from geo2map.train.config import MaskSourceConfig, PipelineConfig
 from geo2map.train.data import (
     IGNORE_LABEL,
-    NOT_CLASS_BASE,
+    PARTIAL_BASE,
     LandCoverChips,
     MaskTiles,
     MoscowPairs,
     augment,
     collate,
+    partial_label,
     rescale_batch,
     split_names,
 )
@@ -461,15 +463,17 @@ class LabelTables:
 
 
 def label_tables(G: torch.nn.Module, device: torch.device) -> LabelTables:
-    """Rows for the partial labels NOT_CLASS_BASE + k ("any class but k") of every class."""
-    mask = membership({NOT_CLASS_BASE + k: [c != k for c in range(5)] for k in range(5)}, 5).to(
-        device
-    )
+    """Rows for every partial label: the classes (and their palette colours) it allows."""
+    partial = {
+        partial_label(set(s)): set(s) for n in range(1, 5) for s in combinations(range(5), n)
+    }
+    mask = membership({code: [c not in s for c in range(5)] for code, s in partial.items()}, 5)
+    mask = mask.to(device)
     render = None
     if getattr(G, "render_mode", "rgb") == "palette":
         rows = {c: [int(k) == c for k in PALETTE_CLASS] for c in range(5)}
-        for k in range(5):
-            rows[NOT_CLASS_BASE + k] = [int(p) != k for p in PALETTE_CLASS]
+        for code, s in partial.items():
+            rows[code] = [int(p) not in s for p in PALETTE_CLASS]
         render = membership(rows, len(PALETTE_CLASS)).to(device)
     return LabelTables(mask, render)
 
@@ -512,7 +516,7 @@ def generator_losses(
     parts["mask"] = mask_loss
     if tables is not None and mask_only.any():
         tg = b["mask"][mask_only]
-        if ((tg >= NOT_CLASS_BASE) & (tg != IGNORE_LABEL)).any():  # partial labels
+        if ((tg > PARTIAL_BASE) & (tg != IGNORE_LABEL)).any():  # partial labels
             parts["not_road"] = L.mask_ce * class_set_nll(
                 outp["mask_logits"][mask_only], tg, tables.mask
             )
@@ -600,7 +604,7 @@ def validate(
         rows += rows3
     for sc in data.scenes:
         m4, rows4 = score_chips(G, sc.val, mean, std, keep=1, batch=1)
-        val[sc.metric] = m4["miou"] if sc.partial_class is None else m4["iou_class"]
+        val[sc.metric] = m4["miou"] if sc.drawn is None else m4["iou_class"]
         masks.append(val[sc.metric])
         rows += rows4
     save_grid(rows, grid, cell=160)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from geo2map.train.data import IGNORE_LABEL, NOT_CLASS_BASE
+from geo2map.train.data import IGNORE_LABEL, PARTIAL_BASE
 
 
 def _known(target: torch.Tensor) -> torch.Tensor:
-    """Partial labels ("any class but k", NOT_CLASS_BASE + k) made IGNORE_LABEL."""
-    return torch.where(target >= NOT_CLASS_BASE, IGNORE_LABEL, target)
+    """Partial labels ("any class but those of a set", data.partial_label) made IGNORE_LABEL."""
+    return torch.where(target > PARTIAL_BASE, IGNORE_LABEL, target)
 
 
 def masked_ce(

@@ -3,8 +3,8 @@
 The scene is read on the model grid exactly as ``translate`` reads it (bands, scaling,
 resampling to the card's GSD: scene.py, raster.py), and the label layers are burnt on that
 grid (labels.py). Pixels no layer covers are unlabelled (not trained on) unless the labels
-are complete for one class: then they are "any class but that one", a partial label the
-losses treat like the road / not-road tiles.
+are complete: then they are "any class but those drawn", a partial label the losses treat
+like the road / not-road tiles.
 
 The grid is cut into blocks; a block whose centre lies in ``holdout`` (or, without one, a
 salted-hash share of the blocks) is validation, so train and validation chips never overlap
@@ -26,7 +26,7 @@ from geo2map.labels import UNLABELLED, LabelLayer, rasterize_layers
 from geo2map.raster import ModelGrid, read_model_window
 from geo2map.scene import inspect_scene, model_grid_shape
 from geo2map.train.config import LabelLayerConfig, SceneSourceConfig
-from geo2map.train.data import IGNORE_LABEL, NOT_CLASS_BASE, Sample
+from geo2map.train.data import IGNORE_LABEL, Sample, partial_label
 
 Box = tuple[int, int, int, int]  # row, col, height, width on the model grid
 
@@ -51,11 +51,11 @@ class SceneSource:
     cfg: SceneSourceConfig
     train: SceneBlocks
     val: SceneBlocks
-    partial_class: int | None  # complete labels of one class: scored as that class vs the rest
+    drawn: set[int] | None  # classes drawn completely: scored each against the rest
 
     @property
     def metric(self) -> str:
-        return f"{self.cfg.name}_iou" if self.partial_class is not None else f"{self.cfg.name}_miou"
+        return f"{self.cfg.name}_iou" if self.drawn is not None else f"{self.cfg.name}_miou"
 
 
 def _path(ref: str) -> Path:
@@ -88,15 +88,10 @@ def load_scene_source(
     # the classes the layers declare, and those a label raster's values hold
     labelled = {class_ids[n] for layer in layers for n in layer.class_names}
     labelled |= set(np.unique(mask).tolist()) - {UNLABELLED}
-    partial = None
-    if cfg.complete:
-        if len(labelled) > 1:
-            raise Geo2MapError(
-                f"data.scenes {cfg.name}: complete labels of several classes ({', '.join(sorted(class_names[k] for k in labelled))}) "
-                "are not supported yet: give one class per scene source"
-            )
-        partial = next(iter(labelled))
-        mask[mask == UNLABELLED] = NOT_CLASS_BASE + partial
+    drawn = None
+    if cfg.complete and labelled != set(range(len(class_names))):
+        drawn = labelled
+        mask[mask == UNLABELLED] = partial_label(labelled)
     mask[~valid] = IGNORE_LABEL
     train, val = split_blocks(cfg, grid, height, width)
     if not train or not val:
@@ -104,7 +99,7 @@ def load_scene_source(
             f"data.scenes {cfg.name}: the split left no {'training' if not train else 'validation'} "
             f"block of {cfg.block} px: move data.scenes.holdout or make block smaller"
         )
-    return SceneSource(cfg, SceneBlocks(image, mask, train), SceneBlocks(image, mask, val), partial)
+    return SceneSource(cfg, SceneBlocks(image, mask, train), SceneBlocks(image, mask, val), drawn)
 
 
 def mapping(layer: LabelLayerConfig) -> tuple[tuple[str, str], ...]:
