@@ -113,16 +113,11 @@ def test_fine_tuning_on_half_a_scene_beats_the_shipped_model_on_the_other_half(s
         left, bottom, right, top = ds.bounds
     east = ((left + right) / 2, bottom, right, top)
     footprints = [LabelLayer(scenes / "spacenet-atlanta-buildings.geojson", "building")]
-    iou = {
-        name: evaluate_scene(
-            scenes / ATLANTA,
-            footprints,
-            TranslateOptions(model=str(model)),
-            complete=True,
-            bounds=east,
-        )[0].iou  # fmt: skip
-        for name, model in (("shipped", DEFAULT_MODEL), ("tuned", tmp_path / "run" / "best"))
-    }
+    iou = {}
+    for name, model in (("shipped", DEFAULT_MODEL), ("tuned", tmp_path / "run" / "best")):
+        options = TranslateOptions(model=str(model))
+        [score], _ = evaluate_scene(scenes / ATLANTA, footprints, options, True, east)
+        iou[name] = score.iou
     assert iou["tuned"] > iou["shipped"], iou
 
 
