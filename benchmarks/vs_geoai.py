@@ -26,17 +26,9 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import (
-    PROJECT_ROOT,
-    arguments,
-    benchmark_run,
-    child_result,
-    megapixels,
-    peak_rss_by_config,
-    run_child,
-)
+from benchmarks import common
 
-BENCH_PYTHON = PROJECT_ROOT / ".venv-bench" / "bin" / "python"
+BENCH_PYTHON = common.PROJECT_ROOT / ".venv-bench" / "bin" / "python"
 
 # Runs under .venv-bench's python (geoai installed, geo2map not needed).
 GEOAI_CHILD = r"""
@@ -104,14 +96,14 @@ def geo2map_child(scene_path: str, model: str, out: str) -> None:
     geo2map.translate(
         scene_path, out, model=model, chip_size=512, overlap=64, batch_size=8, overwrite=True
     )
-    child_result(
+    common.child_result(
         seconds=time.perf_counter() - start,
         precision=str(pick_precision(pick_device("auto"), "auto", load_model(model)[1])),
     )
 
 
 def main() -> None:
-    parser = arguments(__doc__, repeats=4, rounds=True, model=False)
+    parser = common.arguments(__doc__, repeats=4, rounds=True, model=False)
     parser.add_argument("--bench-python", default=str(BENCH_PYTHON))
     parser.add_argument("--child-geo2map", nargs=3, metavar=("SCENE", "MODEL", "OUT"))
     args = parser.parse_args()
@@ -120,8 +112,8 @@ def main() -> None:
         return
     if not Path(args.bench_python).exists():
         sys.exit(f"{args.bench_python} missing: create .venv-bench and pip install geoai-py")
-    mp = megapixels(args.repeats)
-    with benchmark_run("vs_geoai", args, with_model=False) as run:
+    mp = common.megapixels(args.repeats)
+    with common.benchmark_run("vs_geoai", args, with_model=False) as run:
         tmp = run.folder
         model = make_model(tmp)
         tif = run.scene(geotiff=True)
@@ -140,12 +132,12 @@ def main() -> None:
         results: dict[str, list[dict]] = {k: [] for k in runs}
         for r in range(args.rounds):
             for k in runs if r % 2 == 0 else reversed(runs):
-                results[k].append(run_child(runs[k]))
+                results[k].append(common.run_child(runs[k]))
                 res = results[k][-1]
                 print(f"  round {r + 1}: {k:<22} {res['seconds']:7.1f} s, "
                       f"peak RSS {res['ru_maxrss_mb']:6.0f} MB", flush=True)  # fmt: skip
         best = {k: min(x["seconds"] for x in v) for k, v in results.items()}
-        peak = peak_rss_by_config(results)
+        peak = common.peak_rss_by_config(results)
         ratio = best["geoai predict_geotiff"] / best["geo2map translate"]
         for k in runs:
             print(f"{k:<22}: {mp / best[k]:6.2f} MP/s ({best[k]:.1f} s), peak RSS {peak[k]:.0f} MB")
