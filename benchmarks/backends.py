@@ -19,26 +19,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rasterio
 import torch
 
-from benchmarks.common import alternate, arguments, benchmark_run
+from benchmarks.common import alternate, arguments, benchmark_run, read_plan_chips
 from geo2map.models.io import load_model
 from geo2map.options import TranslateOptions
 from geo2map.plan import plan_scene
-from geo2map.raster import read_model_window
 from geo2map.translator import Translator
 
 
 def read_chips(scene_path: Path, model: str, count: int, skip: int = 0) -> list[np.ndarray]:
     _, card = load_model(model)
     plan = plan_scene(scene_path, TranslateOptions(model=model), card)
-    size = plan.chips.size
-    with rasterio.open(scene_path) as ds:
-        return [
-            read_model_window(ds, plan.grid, c.row, c.col, size, size)[0]
-            for c in plan.chips.chips[skip : skip + count]
-        ]
+    return read_plan_chips(plan, plan.chips.chips[skip : skip + count])
 
 
 class RenderAndLogits(torch.nn.Module):

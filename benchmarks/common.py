@@ -135,6 +135,19 @@ def end_to_end(scene_path: Path, out: Path, options: object) -> None:
     geo2map.translate(scene_path, out, options)
 
 
+def read_plan_chips(plan: object, chips: list | None = None) -> list:
+    """The model-grid inputs of ``chips`` of a scene's plan (default: all of them), read as
+    the batch tasks read them: the bare forward's inputs."""
+    from geo2map.raster import read_model_window
+
+    size = plan.chips.size
+    with rasterio.open(plan.scene.path) as ds:
+        return [
+            read_model_window(ds, plan.grid, c.row, c.col, size, size)[0]
+            for c in (plan.chips.chips if chips is None else chips)
+        ]
+
+
 def peak_rss_by_config(results: dict[str, list[dict]]) -> dict[str, float]:
     """The highest peak RSS each configuration's child processes reported."""
     return {k: max(x["ru_maxrss_mb"] for x in v) for k, v in results.items()}

@@ -18,6 +18,7 @@ from benchmarks.common import (
     benchmark_run,
     child_result,
     peak_rss_by_config,
+    read_plan_chips,
     run_child,
 )
 
@@ -37,13 +38,11 @@ def child(scene_path: str, model: str, variant: str, n_chips: int) -> None:
     import threading
 
     import numpy as np
-    import rasterio
     import torch
 
     from geo2map.models.io import load_model
     from geo2map.options import TranslateOptions
     from geo2map.plan import plan_scene
-    from geo2map.raster import read_model_window
 
     precision, channels_last, batch, threads, streams = VARIANTS[variant]
     torch.set_num_threads(threads)
@@ -51,11 +50,7 @@ def child(scene_path: str, model: str, variant: str, n_chips: int) -> None:
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(memory_format=fmt).eval()
     plan = plan_scene(scene_path, TranslateOptions(model=model), card)
-    with rasterio.open(scene_path) as ds:
-        chips = [
-            read_model_window(ds, plan.grid, c.row, c.col, 512, 512)[0]
-            for c in plan.chips.chips[:n_chips]
-        ]
+    chips = read_plan_chips(plan, plan.chips.chips[:n_chips])
     mean = np.asarray(card.input.mean, dtype=np.float32)[None, :, None, None]
     std = np.asarray(card.input.std, dtype=np.float32)[None, :, None, None]
     batches = [

@@ -18,23 +18,20 @@ import os
 import threading
 
 import numpy as np
-import rasterio
 import torch
 
-from benchmarks.common import alternate, arguments, benchmark_run, end_to_end, paired_ratios
+from benchmarks.common import (
+    alternate,
+    arguments,
+    benchmark_run,
+    end_to_end,
+    paired_ratios,
+    read_plan_chips,
+)
 from geo2map.models.io import load_model
 from geo2map.options import TranslateOptions
 from geo2map.plan import plan_scene
-from geo2map.raster import read_model_window
 from geo2map.translator import cached_translator, pick_device, pick_precision
-
-
-def read_chips(plan) -> list[np.ndarray]:
-    size = plan.chips.size
-    with rasterio.open(plan.scene.path) as ds:
-        return [
-            read_model_window(ds, plan.grid, c.row, c.col, size, size)[0] for c in plan.chips.chips
-        ]
 
 
 def bare_forward(chips, options: TranslateOptions, streams: int) -> None:
@@ -76,7 +73,7 @@ def main() -> None:
         _, card = load_model(options.model)
         plan = plan_scene(scene_path, options, card)
         mp = plan.output_height * plan.output_width / 1e6
-        chips = read_chips(plan)
+        chips = read_plan_chips(plan)
         print(f"{len(chips)} chips of {args.chip_size} px, overlap {args.overlap}, "
               f"batch {args.batch_size}, model {card.name}", flush=True)  # fmt: skip
         times = alternate(

@@ -69,8 +69,6 @@ def read_layer(layer: LabelLayer, crs: object) -> tuple[object, list[str]]:
     """The layer's features in ``crs`` (and a note when they were reprojected)."""
     import geopandas as gpd
 
-    if not layer.path.is_file():
-        raise Geo2MapError(f"{layer.path}: no such label file")
     try:
         frame = gpd.read_file(layer.path)
     except Exception as e:  # pyogrio raises its own error types for unreadable files
@@ -83,19 +81,27 @@ def read_layer(layer: LabelLayer, crs: object) -> tuple[object, list[str]]:
         raise Geo2MapError(f"{layer.path}: has no CRS; set one (e.g. ogr2ogr -a_srs)")
     notes = []
     if not frame.crs.equals(crs):
-        notes.append(f"labels {layer.path.name} reprojected from {frame.crs.to_string()} to {crs}")
+        notes.append(reprojection_note(layer, frame.crs.to_string(), crs))
         frame = frame.to_crs(crs)
     return frame, notes
 
 
-def feature_classes(layer: LabelLayer, frame: object, class_ids: dict[str, int]) -> np.ndarray:
-    """The class id of every feature of the layer."""
+def reprojection_note(layer: LabelLayer, source_crs: object, crs: object) -> str:
+    return f"labels {layer.path.name} reprojected from {source_crs} to {crs}"
+
+
+def check_class_names(layer: LabelLayer, class_ids: dict[str, int]) -> None:
+    """Refuse a layer that names a class the model does not have."""
     for name in layer.class_names:
         if name not in class_ids:
             raise Geo2MapError(
                 f"labels {layer.path}: the model has no class {name!r}; its classes are "
                 f"{', '.join(class_ids)}"
             )
+
+
+def feature_classes(layer: LabelLayer, frame: object, class_ids: dict[str, int]) -> np.ndarray:
+    """The class id of every feature of the layer."""
     if layer.class_name:
         return np.full(len(frame), class_ids[layer.class_name])
     if layer.attribute is None:
@@ -132,32 +138,27 @@ def raster_classes(
     import rasterio
     from rasterio.warp import Resampling, reproject
 
-    if not layer.path.is_file():
-        raise Geo2MapError(f"{layer.path}: no such label file")
     values = np.full(shape, UNLABELLED, dtype=np.uint8)
     with rasterio.open(layer.path) as src:
         if src.crs is None:
             raise Geo2MapError(f"{layer.path}: has no CRS; set one (gdal_edit.py -a_srs)")
         if src.dtypes[0] not in ("uint8", "int8", "uint16", "int16"):
             raise Geo2MapError(f"{layer.path}: label rasters hold class values as integers")
-        notes = (
-            []
-            if src.crs == crs
-            else [f"labels {layer.path.name} reprojected from {src.crs} to {crs}"]
-        )
+        notes = [] if src.crs == crs else [reprojection_note(layer, src.crs, crs)]
         reproject(
             rasterio.band(src, 1), values, src_nodata=src.nodata, dst_transform=transform,
             dst_crs=crs, dst_nodata=UNLABELLED, resampling=Resampling.nearest,
         )  # fmt: skip
     if layer.mapping:
         table = np.full(256, UNLABELLED, dtype=np.uint8)
-        mapped = {int(v): name for v, name in layer.mapping}
+        try:
+            mapped = {int(v): name for v, name in layer.mapping}
+        except ValueError:
+            raise Geo2MapError(
+                f"labels {layer.path}: a label raster's mapping goes from integer pixel values "
+                f"to classes, not from {', '.join(repr(v) for v, _ in layer.mapping)}"
+            ) from None
         for v, name in mapped.items():
-            if name and name not in class_ids:
-                raise Geo2MapError(
-                    f"labels {layer.path}: the model has no class {name!r}; its classes are "
-                    f"{', '.join(class_ids)}"
-                )
             table[v] = class_ids[name] if name else UNLABELLED
         present = set(np.unique(values).tolist()) - {UNLABELLED}
         unknown = sorted(present - set(mapped))
@@ -186,6 +187,9 @@ def rasterize_layers(
     lines: dict[int, np.ndarray] = {}
     notes: list[str] = []
     for layer in layers:
+        if not layer.path.is_file():
+            raise Geo2MapError(f"{layer.path}: no such label file")
+        check_class_names(layer, class_ids)
         if is_raster_layer(layer):
             burnt, said = raster_classes(layer, class_ids, crs, transform, shape)
             notes += said

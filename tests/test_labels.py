@@ -6,12 +6,14 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pytest
 import rasterio
 import torch
 from typer.testing import CliRunner
 
 import geo2map
 from geo2map.cli import app
+from geo2map.errors import Geo2MapError
 from geo2map.labels import LabelLayer
 from geo2map.options import TranslateOptions
 from geo2map.train.evaluate_scenes import evaluate_scene
@@ -212,6 +214,9 @@ def test_a_label_raster_scores_as_the_vector_layer_it_was_burnt_from(scenes, mod
     assert from_raster == from_vector
     mapped = LabelLayer(tmp_path / "labels.tif", mapping=(("1", "road"),))
     assert evaluate_scene(scene, [mapped], options, True)[0][0].name == "road"
+    words = LabelLayer(tmp_path / "labels.tif", mapping=(("yes", "building"),))
+    with pytest.raises(Geo2MapError, match="from integer pixel values"):
+        evaluate_scene(scene, [words], options, True)
     result = CliRunner().invoke(app, [
         "evaluate", "--model", models(0.5), "--scene", str(scene),
         "--labels", str(tmp_path / "labels.tif"), "--complete",

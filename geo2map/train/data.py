@@ -44,6 +44,16 @@ def excluded_classes(label: int) -> set[int]:
 NOT_ROAD = partial_label({ROAD_CLASS})
 
 
+def data_path(ref: str) -> Path:
+    """A training source: a path (a file or folder), or a catalog name (data_catalog.yaml)."""
+    from geo2map.catalog import resolve
+
+    p = Path(ref).expanduser()
+    if p.exists():
+        return p
+    return resolve(ref, verify=False)
+
+
 def _images(folder: Path) -> dict[str, Path]:
     """Image files by stem; anything else (e.g. a stray ``.DS_Store``) is not data and is skipped."""
     if not folder.is_dir():

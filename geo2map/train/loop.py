@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from geo2map.catalog import resolve
 from geo2map.errors import Geo2MapError
 from geo2map.models.card import DEFAULT_CLASSES, Architecture, InputSpec, ModelCard
 from geo2map.models.io import save_model
@@ -35,6 +34,7 @@ from geo2map.train.data import (
     MoscowPairs,
     augment,
     collate,
+    data_path,
     partial_label,
     rescale_batch,
     split_names,
@@ -50,14 +50,6 @@ MOSCOW_LICENCE = (
     "(OSM data ODbL, tiles CC BY-SA 2.0), via maksimandrianov/pix2pix@102d2747 (no licence file)"
 )
 LANDCOVER_LICENCE = "LandCover.ai chips: CC BY-NC-SA 4.0 (via henriquejandrade/map-synth@5202b072)"
-
-
-def data_path(ref: str) -> Path:
-    """A catalog name or a folder path."""
-    p = Path(ref).expanduser()
-    if p.exists():
-        return p
-    return resolve(ref, verify=False)
 
 
 def model_kwargs(cfg: PipelineConfig) -> dict[str, Any]:

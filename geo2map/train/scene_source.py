@@ -15,18 +15,16 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import rasterio
 
-from geo2map.catalog import resolve
 from geo2map.errors import Geo2MapError
 from geo2map.labels import UNLABELLED, LabelLayer, rasterize_layers
 from geo2map.raster import ModelGrid, read_model_window
 from geo2map.scene import inspect_scene, model_grid_shape
 from geo2map.train.config import LabelLayerConfig, SceneSourceConfig
-from geo2map.train.data import IGNORE_LABEL, Sample, partial_label
+from geo2map.train.data import IGNORE_LABEL, Sample, data_path, partial_label
 
 Box = tuple[int, int, int, int]  # row, col, height, width on the model grid
 
@@ -58,14 +56,10 @@ class SceneSource:
         return f"{self.cfg.name}_iou" if self.drawn is not None else f"{self.cfg.name}_miou"
 
 
-def _path(ref: str) -> Path:
-    return Path(ref) if Path(ref).exists() or "/" in ref else resolve(ref)
-
-
 def load_scene_source(
     cfg: SceneSourceConfig, model_gsd: float, class_names: list[str]
 ) -> SceneSource:
-    path = _path(cfg.scene)
+    path = data_path(cfg.scene)
     scene = inspect_scene(path, 3, None, None)
     if scene.crs is None:
         raise Geo2MapError(
@@ -77,7 +71,9 @@ def load_scene_source(
         data, valid = read_model_window(ds, grid, 0, 0, height, width)
     image = np.rint(np.clip(data, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
     layers = [
-        LabelLayer(_path(layer.file), layer.class_, layer.buffer, layer.attribute, mapping(layer))
+        LabelLayer(
+            data_path(layer.file), layer.class_, layer.buffer, layer.attribute, mapping(layer)
+        )
         for layer in cfg.labels
     ]
     class_ids = {name: i for i, name in enumerate(class_names)}
