@@ -242,7 +242,7 @@ def score_mask(
 ) -> list[ClassScore]:  # fmt: skip
     """Scores of a predicted class mask (255 = nodata) for every class the labels hold,
     inside ``region`` (a boolean mask of the pixels to score)."""
-    from skimage.morphology import binary_dilation, disk
+    from skimage.morphology import dilation, disk
 
     valid = region & (predicted != UNLABELLED)
     known = valid if complete else valid & (labels.classes != UNLABELLED)
@@ -258,7 +258,7 @@ def score_mask(
             iou = hit / max(int((truth | said).sum()), 1)
         if cid in labels.lines:
             near = (
-                binary_dilation(predicted == cid, disk(line_buffer_px))
+                dilation(predicted == cid, disk(line_buffer_px))
                 if line_buffer_px
                 else predicted == cid
             )

@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from geo2map.errors import Geo2MapError
 from geo2map.yaml_input import parse_yaml, read_yaml
 
+# partial labels ("none of these classes") are coded as bit sets in uint16 label maps
+MAX_CLASSES = 15
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -122,9 +125,32 @@ class DataConfig(_Strict):
     )
 
 
+class ClassConfig(_Strict):
+    name: str = Field(min_length=1)
+    color: tuple[int, int, int] = Field(description="RGB of the class in masks and renders")
+
+
 class ModelConfig(_Strict):
     name: str = "unet"
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    classes: list[ClassConfig] | None = Field(
+        default=None,
+        description="the mask's classes in id order; with init_from, the starting model's "
+        "classes first, then new ones (each gets a new head channel). Default: the starting "
+        "model's classes (other, building, vegetation, water, road)",
+    )
+
+    @model_validator(mode="after")
+    def _classes_are_a_list(self) -> ModelConfig:
+        if self.classes is not None:
+            names = [c.name for c in self.classes]
+            twice = next((n for n in names if names.count(n) > 1), None)
+            if twice is not None:
+                raise ValueError(f"class {twice!r} is listed twice; class names must be unique")
+            if not 2 <= len(names) <= MAX_CLASSES:
+                raise ValueError(f"{len(names)} classes: a mask has 2 to {MAX_CLASSES} classes")
+        return self
+
     gsd_m: float = Field(default=0.6, gt=0)
     init_from: str | None = Field(
         default=None,
@@ -146,6 +172,11 @@ class DiscriminatorConfig(_Strict):
 class LossConfig(_Strict):
     render_ce: float = Field(default=0.0, ge=0, description="CE against the palette-snapped map")
     render_l1: float = Field(default=0.0, ge=0, description="L1 against the real map pixels")
+    render_class_weights: list[float] | None = Field(
+        default=None,
+        description="render cross-entropy weight per mask class, given to each palette colour "
+        "of that class (thin streets and buildings up against the large areas)",
+    )
     gan: float = Field(default=0.0, ge=0, description="adversarial weight (needs a discriminator)")
     gan_mode: Literal["lsgan", "vanilla"] = "lsgan"
     mask_ce: float = Field(default=1.0, ge=0)

@@ -18,14 +18,16 @@ from PIL import Image
 
 from geo2map.errors import Geo2MapError
 from geo2map.train.augment import degrade, flip_rotate, jitter_colours, resampled_window
+from geo2map.train.config import MAX_CLASSES
 from geo2map.train.palette import MAX_SNAP_DISTANCE, palette_class, snap_to_palette
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp")
 IGNORE_LABEL = 255
 # Partial labels: what a mask that draws some classes completely says about its other
 # pixels: "any class but those" (road / not-road tiles, complete building footprints). The
-# set S of excluded classes is coded as PARTIAL_BASE + sum(2**k for k in S): 224..254.
-PARTIAL_BASE = 223
+# set S of excluded classes is coded as PARTIAL_BASE + sum(2**k for k in S), so label maps
+# that can hold them are uint16; a model has at most MAX_CLASSES classes.
+PARTIAL_BASE = 256
 ROAD_CLASS = 4
 
 
@@ -36,9 +38,9 @@ def partial_label(excluded: set[int] | frozenset[int]) -> int:
 
 def excluded_classes(label: int) -> set[int]:
     """The classes a partial label rules out (empty for a class label or IGNORE_LABEL)."""
-    if not PARTIAL_BASE < label < IGNORE_LABEL:
+    if label <= PARTIAL_BASE:
         return set()
-    return {k for k in range(5) if (label - PARTIAL_BASE) >> k & 1}
+    return {k for k in range(MAX_CLASSES) if (label - PARTIAL_BASE) >> k & 1}
 
 
 NOT_ROAD = partial_label({ROAD_CLASS})
@@ -189,7 +191,7 @@ class MaskTiles(LandCoverChips):
         if i not in self._cache:
             s = super().__getitem__(i)
             if self.labels == "road":
-                m = np.where(s.mask > 0, ROAD_CLASS, NOT_ROAD).astype(np.uint8)
+                m = np.where(s.mask > 0, ROAD_CLASS, NOT_ROAD).astype(np.uint16)
                 self._cache[i] = Sample(s.image, mask=m)
         return self._cache[i]
 

@@ -18,6 +18,7 @@ from PIL import Image
 from torch import nn
 
 from geo2map.errors import Geo2MapError
+from geo2map.models.card import DEFAULT_CLASSES
 from geo2map.train.data import (
     PARTIAL_BASE,
     LandCoverChips,
@@ -34,10 +35,17 @@ from geo2map.train.metrics import (
 )
 from geo2map.train.palette import PALETTE_RGB
 
-CLASS_NAMES = ["other", "building", "vegetation", "water", "road"]
-MASK_COLOURS = np.zeros((256, 3), np.uint8)  # ignored pixels (255) show black
-MASK_COLOURS[:5] = [[230, 230, 230], [200, 80, 60], [80, 170, 70], [60, 120, 220], [250, 210, 80]]
-MASK_COLOURS[PARTIAL_BASE + 1 : 255] = [120, 120, 120]  # partial labels: any class but some
+CLASS_NAMES = [c["name"] for c in DEFAULT_CLASSES]
+CLASS_COLOURS = np.array([c["color"] for c in DEFAULT_CLASSES], np.uint8)
+
+
+def mask_picture(mask: np.ndarray, colours: np.ndarray = CLASS_COLOURS) -> np.ndarray:
+    """A label map drawn in its class colours: ignored pixels black, partial labels grey."""
+    out = np.zeros((*mask.shape, 3), np.uint8)
+    known = mask < len(colours)
+    out[known] = colours[mask[known]]
+    out[mask > PARTIAL_BASE] = 120
+    return out
 
 
 @torch.no_grad()
@@ -117,20 +125,21 @@ def score_pairs(
     n = len(ds) if limit is None else min(limit, len(ds))
     for i in range(0, n, batch):
         samples = [ds[j] for j in range(i, min(n, i + batch))]
-        renders, masks = _predict_samples(model, samples, mean, std, factor)
+        renders, masks = predict_samples(model, samples, mean, std, factor)
         for s, r, m in zip(samples, renders, masks, strict=True):
             rows.append(render_metrics(to_eval_size(s.map_rgb), to_eval_size(r)))
             cm += confusion(s.mask, m, 5)
             if len(kept) < keep:
-                kept.append((s.image, s.map_rgb, r, MASK_COLOURS[m]))  # sat | map | render | mask
+                kept.append((s.image, s.map_rgb, r, mask_picture(m)))  # sat | map | render | mask
     out = mean_metrics(rows)
     out.update({f"osm_{k}": v for k, v in iou_from_confusion(cm, CLASS_NAMES).items()})
     return out, kept
 
 
-def _predict_samples(
+def predict_samples(
     model: nn.Module, samples: list[Any], mean: list[float], std: list[float], factor: float
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Renders and class masks of the samples' images, seen at ``factor`` x their size."""
     same_size = len({s.image.shape for s in samples}) == 1
     if factor == 1.0 and same_size and all(d % 32 == 0 for d in samples[0].image.shape[:2]):
         return predict(model, [s.image for s in samples], mean, std)
@@ -147,33 +156,37 @@ def score_chips(
     batch: int = 8,
     keep: int = 0,
     factor: float = 1.0,
+    classes: list[str] = CLASS_NAMES,
+    colours: np.ndarray = CLASS_COLOURS,
 ) -> tuple[dict[str, float], list[tuple[np.ndarray, ...]]]:
-    """Per-class IoU and mIoU over the chips (labels 255 ignored). For partial labels ("any
-    class but those of a set S": road / not-road tiles, complete footprints) only the classes
-    of S against everything else mean something: ``iou_class`` is their mean IoU (for one
-    class, its IoU; also ``iou_<name>``)."""
-    cm = np.zeros((5, 5), np.int64)
+    """Per-class IoU and mIoU over the chips (labels 255 ignored) for a model whose mask has
+    ``classes`` (drawn in ``colours`` in the kept pictures). For partial labels ("any class
+    but those of a set S": road / not-road tiles, complete footprints) only the classes of S
+    against everything else mean something: ``iou_class`` is their mean IoU (for one class,
+    its IoU; also ``iou_<name>``)."""
+    n_classes = len(classes)
+    cm = np.zeros((n_classes, n_classes), np.int64)
     kept = []
     drawn: set[int] = set()  # the classes S partial labels said were drawn completely
     n = len(ds) if limit is None else min(limit, len(ds))
     for i in range(0, n, batch):
         samples = [ds[j] for j in range(i, min(n, i + batch))]
-        renders, masks = _predict_samples(model, samples, mean, std, factor)
+        renders, masks = predict_samples(model, samples, mean, std, factor)
         for s, r, m in zip(samples, renders, masks, strict=True):
             target = s.mask
             codes = np.unique(target[(target > PARTIAL_BASE) & (target != 255)])
             if codes.size:  # some classes drawn completely: score them against the rest
                 drawn |= excluded_classes(int(codes[0]))
-                rest = min(set(range(5)) - drawn)  # any other class stands for "none of S"
+                rest = min(set(range(n_classes)) - drawn)  # any other class stands for "none of S"
                 known = np.isin(target, list(drawn))
                 target = np.where(target == 255, 255, np.where(known, target, rest))
                 m = np.where(np.isin(m, list(drawn)), m, rest)
-            cm += confusion(target, m, 5)
+            cm += confusion(target, m, n_classes)
             if len(kept) < keep:
-                kept.append((s.image, MASK_COLOURS[s.mask], r, MASK_COLOURS[m]))
-    scores = iou_from_confusion(cm, CLASS_NAMES)
+                kept.append((s.image, mask_picture(s.mask, colours), r, mask_picture(m, colours)))
+    scores = iou_from_confusion(cm, classes)
     if drawn:
-        scores["iou_class"] = float(np.mean([scores[f"iou_{CLASS_NAMES[k]}"] for k in drawn]))
+        scores["iou_class"] = float(np.mean([scores[f"iou_{classes[k]}"] for k in drawn]))
     return scores, kept
 
 

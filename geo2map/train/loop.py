@@ -20,11 +20,19 @@ import torch
 from tqdm import tqdm
 
 from geo2map.errors import Geo2MapError
-from geo2map.models.card import DEFAULT_CLASSES, Architecture, InputSpec, ModelCard
+from geo2map.models.card import Architecture, ClassInfo, InputSpec, ModelCard
 from geo2map.models.io import save_model
 from geo2map.models.registry import build_model
 from geo2map.train.augment import draw_factor
 from geo2map.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from geo2map.train.classes import (
+    closest_old_classes,
+    copy_class_channels,
+    load_grown,
+    mask_classes,
+    start_model_path,
+    with_class_count,
+)
 from geo2map.train.config import MaskSourceConfig, PipelineConfig
 from geo2map.train.data import (
     IGNORE_LABEL,
@@ -89,7 +97,8 @@ def gsd_centre(gsd: tuple[float, float] | None) -> float | None:
 class Datasets:
     """Train/val datasets with the fixed split; names are recorded in the model card."""
 
-    def __init__(self, cfg: PipelineConfig) -> None:
+    def __init__(self, cfg: PipelineConfig, classes: list[ClassInfo] | None = None) -> None:
+        self.classes = classes if classes is not None else mask_classes(cfg)
         d = cfg.data
         self.moscow_train = self.moscow_val = None
         if d.moscow:
@@ -119,7 +128,7 @@ class Datasets:
             self.masks.append(
                 MaskSource(mc, MaskTiles(root, mc.labels, tr3), MaskTiles(root, mc.labels, va3))
             )
-        names = [c["name"] for c in DEFAULT_CLASSES]
+        names = [c.name for c in self.classes]
         self.scenes = [load_scene_source(sc, cfg.model.gsd_m, names) for sc in d.scenes]
         if self.moscow_train is None and not (self.lc_train or self.masks or self.scenes):
             raise Geo2MapError("data: no training source; give moscow, landcover, masks or scenes")
@@ -215,15 +224,17 @@ def train_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def start_weights(cfg: PipelineConfig, G: torch.nn.Module, kwargs: dict[str, Any]) -> dict:
-    """Load ``model.init_from`` into ``G`` (a fresh run only); returns the source card's
-    stages so the new card can list every stage of the campaign."""
-    from geo2map.models.io import DEFAULT_MODEL, load_model
+def start_weights(
+    cfg: PipelineConfig, G: torch.nn.Module, kwargs: dict[str, Any], data: Datasets
+) -> dict:
+    """Load ``model.init_from`` into ``G`` (a fresh run only; new classes get new mask
+    channels); returns the source card's stages so the new card can list every stage."""
+    from geo2map.models.io import load_model
 
-    ref = cfg.model.init_from
-    path = DEFAULT_MODEL if ref == "default" else Path(ref)
+    path = start_model_path(cfg.model.init_from)
     src, card = load_model(path)
-    decoding = ("palette_decode", "gate_classes")  # how the render is drawn, not weights
+    # how the render is drawn (not weights), and the mask's channel count (new classes grow it)
+    decoding = ("palette_decode", "gate_classes", "num_classes")
     ours = {k: v for k, v in kwargs.items() if k not in decoding}
     theirs = {k: v for k, v in card.architecture.kwargs.items() if k not in decoding}
     if card.architecture.name != cfg.model.name or ours != theirs:
@@ -232,7 +243,8 @@ def start_weights(cfg: PipelineConfig, G: torch.nn.Module, kwargs: dict[str, Any
             f"pipeline trains {cfg.model.name} {_short(ours)}: start from a model of the same "
             "architecture, or drop init_from"
         )
-    G.load_state_dict(src.state_dict())
+    if load_grown(G, src.state_dict()):
+        seed_new_classes(cfg, src, G, data, len(card.classes))
     t = card.training
     stages = list(t.get("stages") or [])
     if not stages:  # a card from before stages were recorded: its run is one stage
@@ -241,6 +253,21 @@ def start_weights(cfg: PipelineConfig, G: torch.nn.Module, kwargs: dict[str, Any
             "elapsed_s": t.get("elapsed_s"), "hardware": t.get("hardware"),
         }]  # fmt: skip
     return {"init_from": str(path), "stages": stages}
+
+
+def seed_new_classes(
+    cfg: PipelineConfig, start: torch.nn.Module, G: torch.nn.Module, data: Datasets, old: int
+) -> None:
+    """Start each new class's channel as a copy of the old class the starting model calls
+    its labelled training pixels (classes.py); a class with no such pixel keeps its random
+    start."""
+    new_ids = list(range(old, len(data.classes)))
+    blocks = [sc.train[i] for sc in data.scenes for i in range(min(len(sc.train), 32))]
+    sources = closest_old_classes(start, blocks, new_ids, old, cfg.model.mean, cfg.model.std)
+    copy_class_channels(G, len(data.classes), sources)
+    for k in new_ids:
+        seed = data.classes[sources[k]].name if k in sources else "random (no labelled pixel)"
+        print(f"new class {data.classes[k].name}: a new mask channel, starting as {seed}")
 
 
 def frozen_encoder(cfg: PipelineConfig, G: torch.nn.Module) -> torch.nn.Module | None:
@@ -289,6 +316,7 @@ def make_card(
         input=InputSpec(
             gsd_m=cfg.model.gsd_m, mean=cfg.model.mean, std=cfg.model.std, multiple=multiple
         ),
+        classes=data.classes,
         licence="; ".join(licences) + ". Non-commercial use only where LandCover.ai is included.",
         training={
             "pipeline": cfg.model_dump(mode="json"),
@@ -327,16 +355,18 @@ def _setup_threads(cfg: PipelineConfig) -> None:
 def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
     _setup_threads(cfg)
     device = train_device(cfg.device)
-    weights = cfg.loss.mask_class_weights
-    if weights is not None and len(weights) != 5:
-        raise Geo2MapError(
-            f"loss.mask_class_weights has {len(weights)} values; the mask has 5 classes"
-        )
+    classes = mask_classes(cfg)
+    for key in ("mask_class_weights", "render_class_weights"):
+        weights = getattr(cfg.loss, key)
+        if weights is not None and len(weights) != len(classes):
+            raise Geo2MapError(
+                f"loss.{key} has {len(weights)} values; the mask has {len(classes)} classes"
+            )
     out = Path(cfg.out_dir)
     ckdir = out / "checkpoints"
-    data = Datasets(cfg)
+    data = Datasets(cfg, classes)
     torch.manual_seed(cfg.seed)
-    kwargs = model_kwargs(cfg)
+    kwargs = with_class_count(model_kwargs(cfg), classes)
     G = build_model(Architecture(name=cfg.model.name, kwargs=kwargs))
     modules: dict[str, torch.nn.Module] = {"G": G}
     archs: dict[str, dict[str, Any]] = {"G": {"name": cfg.model.name, "kwargs": kwargs}}
@@ -352,7 +382,7 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
     if meta is not None:
         campaign = meta.get("campaign", {})
     elif cfg.model.init_from:
-        campaign = start_weights(cfg, G, kwargs)
+        campaign = start_weights(cfg, G, kwargs, data)
     for m in modules.values():
         m.to(device=device, memory_format=torch.channels_last)
     encoder = frozen_encoder(cfg, G)
@@ -376,7 +406,7 @@ def train_pix2pix(cfg: PipelineConfig, progress: bool = True) -> Path:
                  val_fields=val_fields)  # fmt: skip
     L = cfg.loss
     amp = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": cfg.train.bf16}
-    tables = label_tables(G, device)
+    tables = label_tables(G, device, len(classes))
     # the time budget may end the steps before the loader runs out
     for step, batches in zip(log.steps(), step_batches(data, cfg, start, device), strict=False):
         G.train()
@@ -454,20 +484,29 @@ class LabelTables:
     render: torch.Tensor | None
 
 
-def label_tables(G: torch.nn.Module, device: torch.device) -> LabelTables:
-    """Rows for every partial label: the classes (and their palette colours) it allows."""
+def label_tables(G: torch.nn.Module, device: torch.device, n_classes: int = 5) -> LabelTables:
+    """Rows for every partial label: the classes (and their palette colours) it allows. A
+    class no palette colour belongs to (a new class) teaches the render nothing."""
+    every = range(n_classes)
     partial = {
-        partial_label(set(s)): set(s) for n in range(1, 5) for s in combinations(range(5), n)
+        partial_label(set(s)): set(s) for n in range(1, n_classes) for s in combinations(every, n)
     }
-    mask = membership({code: [c not in s for c in range(5)] for code, s in partial.items()}, 5)
-    mask = mask.to(device)
+    rows = {code: [c not in s for c in every] for code, s in partial.items()}
+    mask = membership(rows, n_classes).to(device)
     render = None
     if getattr(G, "render_mode", "rgb") == "palette":
-        rows = {c: [int(k) == c for k in PALETTE_CLASS] for c in range(5)}
+        rows = {c: [int(k) == c for k in PALETTE_CLASS] for c in every}
         for code, s in partial.items():
             rows[code] = [int(p) not in s for p in PALETTE_CLASS]
         render = membership(rows, len(PALETTE_CLASS)).to(device)
     return LabelTables(mask, render)
+
+
+def palette_weights(class_weights: list[float] | None) -> list[float] | None:
+    """Per-palette-colour CE weights from per-class ones (each colour takes its class's)."""
+    if class_weights is None:
+        return None
+    return [class_weights[int(c)] for c in PALETTE_CLASS]
 
 
 def generator_losses(
@@ -483,7 +522,9 @@ def generator_losses(
     if has_map.any():
         if L.render_ce > 0:
             parts["render_ce"] = L.render_ce * masked_ce(
-                outp["render_logits"][has_map], b["map_index"][has_map]
+                outp["render_logits"][has_map],
+                b["map_index"][has_map],
+                palette_weights(L.render_class_weights),
             )
         if L.render_l1 > 0:
             # map pixels far from every palette colour (labels, icons) are not scored
@@ -595,7 +636,9 @@ def validate(
         masks.append(val[key])
         rows += rows3
     for sc in data.scenes:
-        m4, rows4 = score_chips(G, sc.val, mean, std, keep=1, batch=1)
+        m4, rows4 = score_chips(G, sc.val, mean, std, keep=1, batch=1,
+                                classes=[c.name for c in data.classes],
+                                colours=np.array([c.color for c in data.classes], np.uint8))  # fmt: skip
         val[sc.metric] = m4["miou"] if sc.drawn is None else m4["iou_class"]
         masks.append(val[sc.metric])
         rows += rows4

@@ -46,8 +46,8 @@ def class_set_nll(logits: torch.Tensor, target: torch.Tensor, member: torch.Tens
     """-log of the probability mass on the channels a pixel's label allows, averaged over the
     labelled pixels; 0 when none is labelled.
 
-    ``member[label, k]`` says whether channel ``k`` is allowed for ``label`` (rows for every
-    label value 0..255). For a one-hot row this is the cross-entropy; for NOT_ROAD on the mask
+    ``member[label, k]`` says whether channel ``k`` is allowed for ``label`` (a row for every
+    label value up to the largest partial label). For a one-hot row this is the cross-entropy; for NOT_ROAD on the mask
     logits it is -log(1 - p(road)); for a class on palette logits it is -log of the summed
     probability of that class's map colours, so the render learns from masks without being
     told which of a class's colours to draw.
@@ -64,9 +64,9 @@ def class_set_nll(logits: torch.Tensor, target: torch.Tensor, member: torch.Tens
 
 
 def membership(rows: dict[int, list[bool]], channels: int) -> torch.Tensor:
-    """A (256, channels) bool table for ``class_set_nll``: the allowed channels of each label
-    in ``rows``; other label values allow nothing (they are not scored)."""
-    member = torch.zeros(256, channels, dtype=torch.bool)
+    """A (labels, channels) bool table for ``class_set_nll``: the allowed channels of each
+    label in ``rows``; other label values allow nothing (they are not scored)."""
+    member = torch.zeros(max(256, max(rows, default=0) + 1), channels, dtype=torch.bool)
     for label, row in rows.items():
         member[label] = torch.tensor(row, dtype=torch.bool)
     return member

@@ -14,7 +14,7 @@ from geo2map.models.io import load_model
 from geo2map.train.data import LandCoverChips, MoscowPairs, list_pairs, split_names
 from geo2map.train.evaluate import (
     CLASS_NAMES,
-    MASK_COLOURS,
+    mask_picture,
     most_common_colour_baseline,
     predict,
     score_chips,
@@ -75,8 +75,8 @@ def build_report(
         for j, name in enumerate(models):
             put(renders[name][k], k, 2 + j)
         put(chips[i].image, len(pick) + k, 0)
-        put(MASK_COLOURS[chips[i].mask], len(pick) + k, 1)
+        put(mask_picture(chips[i].mask), len(pick) + k, 1)
         for j, name in enumerate(models):
-            put(MASK_COLOURS[masks[name][k]], len(pick) + k, 2 + j)
+            put(mask_picture(masks[name][k]), len(pick) + k, 2 + j)
     grid.quantize(128).save(out_png, optimize=True)
     return rows

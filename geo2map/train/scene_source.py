@@ -80,7 +80,7 @@ def load_scene_source(
     labels = rasterize_layers(layers, class_ids, scene.crs, grid.transform, (height, width))
     for note in labels.notes:
         print(f"data.scenes {cfg.name}: {note}", flush=True)
-    mask = labels.classes.copy()
+    mask = labels.classes.astype(np.uint16)  # room for partial labels (data.PARTIAL_BASE)
     # the classes the layers declare, and those a label raster's values hold
     labelled = {class_ids[n] for layer in layers for n in layer.class_names}
     labelled |= set(np.unique(mask).tolist()) - {UNLABELLED}
@@ -113,7 +113,7 @@ def split_blocks(
         for c in range(0, width, cfg.block):
             box = (r, c, min(cfg.block, height - r), min(cfg.block, width - c))
             if cfg.holdout is not None:
-                x, y = grid.transform * (c + box[3] / 2, r + box[2] / 2)
+                x, y = grid.transform @ (c + box[3] / 2, r + box[2] / 2)
                 xmin, ymin, xmax, ymax = cfg.holdout
                 held = xmin <= x <= xmax and ymin <= y <= ymax
             else:
