@@ -44,6 +44,10 @@ class TranslateOptions(BaseModel):
         default=None,
         description="the model's card, where it is not beside the model file (<model>.json)",
     )
+    style: str | None = Field(
+        default=None,
+        description="the style a model of several styles draws (StarGAN: osm or landcover)",
+    )
     chip_size: int = Field(default=512, ge=16, description="chip side in model-grid pixels")
     overlap: int = Field(default=64, ge=0, description="overlap of neighbouring chips, pixels")
     batch_size: int = Field(
@@ -109,8 +113,10 @@ class TranslateOptions(BaseModel):
 
     @property
     def model_source(self) -> ModelSource:
-        """The model file, with its card where ``card`` names one."""
-        return ModelRef(self.model, self.card) if self.card else self.model
+        """The model file, with its card where ``card`` names one and its style."""
+        if self.card is None and self.style is None:
+            return self.model
+        return ModelRef(self.model, self.card, self.style)
 
     @field_validator("bands", mode="before")
     @classmethod

@@ -22,10 +22,12 @@ DEFAULT_MODEL = WEIGHTS_DIR / "default"
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model file whose card is not beside it (``--card``)."""
+    """A model file whose card is not beside it (``--card``), or drawn in one of its styles
+    (``--style``, StarGAN)."""
 
     model: str
-    card: str
+    card: str | None = None
+    style: str | None = None
 
     def __str__(self) -> str:
         return self.model
@@ -39,7 +41,8 @@ def model_paths(path: ModelSource) -> tuple[Path, Path]:
     holding ``model.*``): geo2map's safetensors + card; ``x.pt`` / ``x.onnx``: a TorchScript
     or ONNX file with ``x.json`` beside it; a :class:`ModelRef`: the two files it names."""
     if isinstance(path, ModelRef):
-        return Path(path.model), Path(path.card)
+        weights, card = model_paths(path.model)
+        return weights, Path(path.card) if path.card else card
     p = Path(path)
     if p.is_dir():
         p = p / "model"
@@ -79,7 +82,7 @@ def load_card(path: ModelSource = DEFAULT_MODEL) -> tuple[Path, ModelCard]:
             "normalization, classes; docs/models.md has an example per kind); pass --card"
         )
     try:
-        return weights, ModelCard.from_json(card_path)
+        card = ModelCard.from_json(card_path)
     except ValidationError as e:
         raise Geo2MapError(
             describe_validation_error(e, f"model card {card_path} is not valid")
@@ -87,6 +90,23 @@ def load_card(path: ModelSource = DEFAULT_MODEL) -> tuple[Path, ModelCard]:
     except (ValueError, OSError) as e:
         first = str(e).splitlines()[0]
         raise Geo2MapError(f"model card {card_path} is not valid: {first}") from None
+    if isinstance(path, ModelRef) and path.style is not None:
+        check_style(card, path.style, weights)
+    return weights, card
+
+
+def check_style(card: ModelCard, style: str, weights: Path) -> None:
+    """Refuse a style the model does not draw (or any style, for a model of one style)."""
+    styles = sorted(card.architecture.kwargs.get("palettes") or {})
+    if not styles:
+        raise Geo2MapError(
+            f"--style {style}: model {weights} draws one style only (StarGAN models have "
+            "several); drop --style"
+        )
+    if style not in styles:
+        raise Geo2MapError(
+            f"--style {style}: model {weights} knows the styles {', '.join(styles)}; pick one"
+        )
 
 
 def load_model(path: ModelSource = DEFAULT_MODEL) -> tuple[nn.Module, ModelCard]:
@@ -98,7 +118,10 @@ def load_model(path: ModelSource = DEFAULT_MODEL) -> tuple[nn.Module, ModelCard]
         if isinstance(net, OnnxNetwork):
             net.check_bands(weights, len(card.input.bands))
         return with_outputs(net, card).eval(), card
-    return with_outputs(load_weights(weights, card), card).eval(), card
+    net = load_weights(weights, card)
+    if isinstance(path, ModelRef) and path.style is not None:
+        net.set_style(path.style)
+    return with_outputs(net, card).eval(), card
 
 
 def load_weights(weights: Path, card: ModelCard) -> nn.Module:

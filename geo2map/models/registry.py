@@ -58,6 +58,20 @@ def _patchgan(**kwargs: Any) -> nn.Module:
     return PatchGAN(**kwargs)
 
 
+@register("stargan")
+def _stargan(**kwargs: Any) -> nn.Module:
+    from geo2map.models.stargan import StarGanGenerator
+
+    return StarGanGenerator(**kwargs)
+
+
+@register("stargan-d")
+def _stargan_d(**kwargs: Any) -> nn.Module:
+    from geo2map.models.stargan import StarGanDiscriminator
+
+    return StarGanDiscriminator(**kwargs)
+
+
 @register("smp")
 def _smp(
     arch: str = "Unet", encoder: str = "resnet34", classes: int = 5, in_channels: int = 3,

@@ -19,6 +19,10 @@ def run(config_path: str | Path, overrides: list[str] | None = None, progress: b
 
 
 def run_config(cfg: PipelineConfig, progress: bool = True) -> Path:
+    if cfg.mode == "stargan":
+        from geo2map.train.stargan import train_stargan
+
+        return train_stargan(cfg, progress)
     if cfg.mode == "cyclegan":
         from geo2map.train.cyclegan import train_cyclegan
 

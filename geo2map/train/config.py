@@ -194,6 +194,12 @@ class LossConfig(_Strict):
     )
     cycle: float = Field(default=10.0, ge=0)
     identity: float = Field(default=0.5, ge=0)
+    style_class: float = Field(
+        default=1.0, ge=0, description="StarGAN: weight of the style-classification terms"
+    )
+    paired: float = Field(
+        default=0.0, ge=0, description="StarGAN: L1 to the paired target where a pair exists"
+    )
 
 
 class OptimConfig(_Strict):
@@ -225,7 +231,7 @@ class TrainLoopConfig(_Strict):
 
 class PipelineConfig(_Strict):
     name: str
-    mode: Literal["pix2pix", "cyclegan"] = "pix2pix"
+    mode: Literal["pix2pix", "cyclegan", "stargan"] = "pix2pix"
     description: str = ""
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = Field(

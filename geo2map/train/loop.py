@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
@@ -606,6 +607,20 @@ def eval_factor(gsd: tuple[float, float] | None, model_gsd: float) -> float:
     return 1.0 if centre is None or math.isinf(model_gsd) else centre / model_gsd
 
 
+@contextmanager
+def drawing(G: torch.nn.Module, style: str) -> Iterator[None]:
+    """A model of several styles (StarGAN) draws ``style`` inside the block, if it has it."""
+    before = getattr(G, "style", None)
+    if before is None or style not in getattr(G, "palettes", ()):
+        yield
+        return
+    G.set_style(style)
+    try:
+        yield
+    finally:
+        G.set_style(before)
+
+
 def validate(
     cfg: PipelineConfig, G: torch.nn.Module, data: Datasets, grid: Path, native: bool = False
 ) -> dict[str, float]:
@@ -623,8 +638,9 @@ def validate(
         val["osm_miou"] = m["osm_miou"]
     masks: list[float] = []
     if data.lc_val is not None:
-        m2, rows2 = score_chips(G, data.lc_val, mean, std, limit=t.val_landcover,
-                                keep=t.grid_samples, factor=eval_factor(d.landcover_gsd_m, gsd))  # fmt: skip
+        with drawing(G, "landcover"):
+            m2, rows2 = score_chips(G, data.lc_val, mean, std, limit=t.val_landcover,
+                                    keep=t.grid_samples, factor=eval_factor(d.landcover_gsd_m, gsd))  # fmt: skip
         val["lc_miou"] = m2["miou"]
         masks.append(m2["miou"])
         rows += rows2

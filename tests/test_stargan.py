@@ -1,0 +1,77 @@
+"""StarGAN: one generator, a style chosen by name (--style), trained by its own mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from geo2map.cli import app
+
+STARGAN = Path(__file__).parent.parent / "pipelines" / "train-stargan.yaml"
+SCENE = "aerial-0.6m-epsg3857.tif"
+TINY = [
+    "model.kwargs.base=8", "model.kwargs.n_blocks=1", "discriminator.kwargs.base=8",
+    "data.crop=64", "data.moscow_batch=1", "data.landcover_batch=1", "train.steps=2",
+    "train.val_every=2", "train.val_moscow=2", "train.val_landcover=2", "loss.paired=1.0",
+]  # fmt: skip
+
+
+def train_tiny(out: Path, pipeline: Path = STARGAN) -> CliRunner:
+    sets = [arg for o in (f"out_dir={out}", *TINY) for arg in ("--set", o)]
+    return CliRunner().invoke(app, ["train", str(pipeline), "--no-progress", *sets])
+
+
+def test_a_stargan_draws_the_style_asked_for_and_reads_its_mask_back(scenes, tmp_path):
+    result = train_tiny(tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    model = tmp_path / "run" / "best"
+    renders = {}
+    for style in ("osm", "landcover"):
+        out = tmp_path / style
+        args = ["translate", str(scenes / SCENE), "--out", str(out), "--model", str(model)]
+        result = CliRunner().invoke(app, [*args, "--style", style])
+        assert result.exit_code == 0, result.output
+        with rasterio.open(next(out.glob("*_render.tif"))) as ds:
+            renders[style] = ds.read()
+    assert not np.array_equal(renders["osm"], renders["landcover"])  # the style input counts
+    # the mask is the class of the style's nearest palette colour
+    from geo2map.models.io import ModelRef, load_model
+
+    net, _ = load_model(ModelRef(str(model), style="landcover"))
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 64, 64) * 2 - 1)
+    colours = torch.tensor([[230, 230, 230], [200, 80, 60], [80, 170, 70], [60, 120, 220],
+                            [250, 210, 80]], dtype=torch.float32) / 255  # fmt: skip
+    distance = ((out["render"][:, None] - colours[None, :, :, None, None]) ** 2).sum(2)
+    assert torch.equal(out["mask_logits"].argmax(1), distance.argmin(1))
+
+
+def test_a_style_the_model_does_not_draw_is_refused(scenes, tmp_path):
+    assert train_tiny(tmp_path / "run").exit_code == 0
+    base = ["translate", str(scenes / SCENE), "--out", str(tmp_path / "out")]
+    for args, message in (
+        (["--style", "osm"], "draws one style only"),  # the shipped model
+        (["--model", str(tmp_path / "run" / "best"), "--style", "watercolour"],
+         "knows the styles landcover, osm"),
+    ):  # fmt: skip
+        result = CliRunner().invoke(app, [*base, *args])
+        assert result.exit_code == 2, result.output
+        assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_stargan_style_without_its_data_set_is_refused_before_training(tmp_path):
+    doc = yaml.safe_load(STARGAN.read_text())
+    doc["data"]["landcover"] = None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    result = train_tiny(tmp_path / "run", bad)
+    assert result.exit_code == 2, result.output
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "names landcover, which learns from data.landcover" in result.stderr
+    assert not (tmp_path / "run").exists()
