@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def _norm(c: int, kind: str) -> nn.Module:
+def norm_layer(c: int, kind: str) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(c)
     if kind == "none":
@@ -25,8 +25,8 @@ class ResBlock(nn.Module):
     def __init__(self, c: int, norm: str) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), _norm(c, norm), nn.ReLU(True),
-            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), _norm(c, norm),
+            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), norm_layer(c, norm), nn.ReLU(True),
+            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), norm_layer(c, norm),
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,18 +45,21 @@ class ResnetGenerator(nn.Module):
     ) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            nn.ReflectionPad2d(3), nn.Conv2d(in_channels, base, 7), _norm(base, norm), nn.ReLU(True)
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(in_channels, base, 7),
+            norm_layer(base, norm),
+            nn.ReLU(True),
         )
         self.down = nn.Sequential(
-            nn.Conv2d(base, base * 2, 3, 2, 1), _norm(base * 2, norm), nn.ReLU(True),
-            nn.Conv2d(base * 2, base * 4, 3, 2, 1), _norm(base * 4, norm), nn.ReLU(True),
+            nn.Conv2d(base, base * 2, 3, 2, 1), norm_layer(base * 2, norm), nn.ReLU(True),
+            nn.Conv2d(base * 2, base * 4, 3, 2, 1), norm_layer(base * 4, norm), nn.ReLU(True),
         )  # fmt: skip
         self.blocks = nn.Sequential(*[ResBlock(base * 4, norm) for _ in range(n_blocks)])
         self.up1 = nn.Sequential(
-            nn.Conv2d(base * 4, base * 2, 3, 1, 1), _norm(base * 2, norm), nn.ReLU(True)
+            nn.Conv2d(base * 4, base * 2, 3, 1, 1), norm_layer(base * 2, norm), nn.ReLU(True)
         )
         self.up2 = nn.Sequential(
-            nn.Conv2d(base * 2, base, 3, 1, 1), _norm(base, norm), nn.ReLU(True)
+            nn.Conv2d(base * 2, base, 3, 1, 1), norm_layer(base, norm), nn.ReLU(True)
         )
         self.render_head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(base, out_channels, 7))
         self.mask_head = nn.Conv2d(base, num_classes, 1) if num_classes > 0 else None

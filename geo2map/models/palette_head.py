@@ -72,3 +72,20 @@ def render_from_logits(
         mean = torch.einsum("bkhw,kc->bhwc", torch.softmax(logits.float(), dim=1), palette)
         index = torch.cdist(mean.reshape(-1, 3), palette).argmin(dim=1).reshape(mean.shape[:3])
     return palette[index].permute(0, 3, 1, 2)
+
+
+def nearest_colour_logits(
+    render: torch.Tensor, colours: torch.Tensor, classes: torch.Tensor, num_classes: int
+) -> torch.Tensor:
+    """Class logits of a map drawn in flat colours (``colours`` (K, 3) in [0, 1], each of
+    class ``classes[k]``): minus the squared distance to the class's nearest colour, so the
+    nearest colour's class wins; a class without a colour gets -1e4."""
+    distance = ((render[:, None] - colours[None, :, :, None, None]) ** 2).sum(dim=2)
+    logits = torch.full(
+        (render.shape[0], num_classes, *render.shape[-2:]), -1e4, device=render.device
+    )
+    for k in range(num_classes):
+        of_class = distance[:, classes == k]
+        if of_class.shape[1]:
+            logits[:, k] = -of_class.min(dim=1).values * 1e3
+    return logits

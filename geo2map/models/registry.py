@@ -72,6 +72,13 @@ def _stargan_d(**kwargs: Any) -> nn.Module:
     return StarGanDiscriminator(**kwargs)
 
 
+@register("unit")
+def _unit(**kwargs: Any) -> nn.Module:
+    from geo2map.models.unit import UnitTranslator
+
+    return UnitTranslator(**kwargs)
+
+
 @register("smp")
 def _smp(
     arch: str = "Unet", encoder: str = "resnet34", classes: int = 5, in_channels: int = 3,

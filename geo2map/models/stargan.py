@@ -20,6 +20,7 @@ from torch import nn
 
 from geo2map.models.cyclegan import ResnetGenerator
 from geo2map.models.discriminator import PatchGAN
+from geo2map.models.palette_head import nearest_colour_logits
 
 # A style's palette: [r, g, b, class] rows; the colour nearest a pixel gives its class.
 Palette = list[list[int]]
@@ -66,19 +67,10 @@ class StarGanGenerator(nn.Module):
         return {"render": render, "mask_logits": self.mask_logits(render.float())}
 
     def mask_logits(self, render: torch.Tensor) -> torch.Tensor:
-        """Class logits of a render in the current style: minus the squared distance to the
-        nearest palette colour of each class (the nearest colour's class wins)."""
+        """Class logits of a render in the current style (its nearest palette colour's)."""
         colours = getattr(self, f"palette_{self.style}")
         classes = getattr(self, f"classes_{self.style}")
-        distance = ((render[:, None] - colours[None, :, :, None, None]) ** 2).sum(dim=2)
-        logits = torch.full(
-            (render.shape[0], self.num_classes, *render.shape[-2:]), -1e4, device=render.device
-        )
-        for k in range(self.num_classes):
-            of_class = distance[:, classes == k]
-            if of_class.shape[1]:
-                logits[:, k] = -of_class.min(dim=1).values * 1e3
-        return logits
+        return nearest_colour_logits(render, colours, classes, self.num_classes)
 
 
 class StarGanDiscriminator(nn.Module):

@@ -19,6 +19,10 @@ def run(config_path: str | Path, overrides: list[str] | None = None, progress: b
 
 
 def run_config(cfg: PipelineConfig, progress: bool = True) -> Path:
+    if cfg.mode == "unit":
+        from geo2map.train.unit import train_unit
+
+        return train_unit(cfg, progress)
     if cfg.mode == "stargan":
         from geo2map.train.stargan import train_stargan
 

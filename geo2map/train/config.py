@@ -194,6 +194,7 @@ class LossConfig(_Strict):
     )
     cycle: float = Field(default=10.0, ge=0)
     identity: float = Field(default=0.5, ge=0)
+    kl: float = Field(default=0.01, ge=0, description="UNIT: weight of the latent KL terms")
     style_class: float = Field(
         default=1.0, ge=0, description="StarGAN: weight of the style-classification terms"
     )
@@ -231,7 +232,7 @@ class TrainLoopConfig(_Strict):
 
 class PipelineConfig(_Strict):
     name: str
-    mode: Literal["pix2pix", "cyclegan", "stargan"] = "pix2pix"
+    mode: Literal["pix2pix", "cyclegan", "stargan", "unit"] = "pix2pix"
     description: str = ""
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = Field(

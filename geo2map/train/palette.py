@@ -72,3 +72,9 @@ def palette_class(index: np.ndarray) -> np.ndarray:
 
 def palette_to_rgb(index: np.ndarray, palette: np.ndarray = PALETTE_RGB) -> np.ndarray:
     return palette[index]
+
+
+def palette_rows() -> list[list[int]]:
+    """The OSM palette as [r, g, b, class] rows: how a model that draws a map in these
+    colours has its mask read back (the nearest colour's class)."""
+    return [[*map(int, rgb), int(c)] for rgb, c in zip(PALETTE_RGB, PALETTE_CLASS, strict=True)]

@@ -34,7 +34,7 @@ from geo2map.train.config import PipelineConfig
 from geo2map.train.data import IGNORE_LABEL, augment, collate
 from geo2map.train.loop import Datasets, lr_factor, make_card, train_device, validate_and_keep_best
 from geo2map.train.losses import gan_loss
-from geo2map.train.palette import OSM_PALETTE, PALETTE_RGB
+from geo2map.train.palette import palette_rows
 from geo2map.train.runlog import RunLog
 
 STYLES = ("photo", "osm", "landcover")
@@ -44,11 +44,8 @@ CLASS_COLOURS = torch.tensor([c["color"] for c in DEFAULT_CLASSES], dtype=torch.
 
 def style_palettes() -> dict[str, list[list[int]]]:
     """The colours each map style is drawn in, with their classes (the mask read-back)."""
-    osm = [
-        [*map(int, rgb), int(c)] for rgb, (_, _, c) in zip(PALETTE_RGB, OSM_PALETTE, strict=True)
-    ]
     cover = [[*c["color"], c["id"]] for c in DEFAULT_CLASSES]
-    return {"osm": osm, "landcover": cover}
+    return {"osm": palette_rows(), "landcover": cover}
 
 
 def stargan_kwargs(cfg: PipelineConfig) -> dict[str, Any]:

@@ -1,0 +1,72 @@
+"""UNIT: photo <-> map through one latent space, trained unpaired, run like any model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+import yaml
+from typer.testing import CliRunner
+
+import geo2map
+from geo2map.cli import app
+
+UNIT = Path(__file__).parent.parent / "pipelines" / "train-unit.yaml"
+STARGAN = Path(__file__).parent.parent / "pipelines" / "train-stargan.yaml"
+TINY = ["train.steps=2", "train.val_every=2", "train.val_moscow=2", "train.val_landcover=2",
+        "data.crop=64", "data.moscow_batch=1"]  # fmt: skip
+SCENE = "dutch-aerial-25cm-epsg28992.tif"
+
+
+def train_tiny(pipeline: Path, out: Path, *more: str) -> CliRunner:
+    sets = [arg for o in (f"out_dir={out}", *TINY, *more) for arg in ("--set", o)]
+    return CliRunner().invoke(app, ["train", str(pipeline), "--no-progress", *sets])
+
+
+def test_unit_translates_a_scene_and_reads_its_mask_from_the_map_colours(tmp_path):
+    result = train_tiny(UNIT, tmp_path / "run", "model.kwargs.base=8", "model.kwargs.n_res=2")
+    assert result.exit_code == 0, result.output
+    from geo2map.models.io import load_model
+    from geo2map.train.palette import PALETTE_CLASS, PALETTE_RGB
+
+    net, card = load_model(tmp_path / "run" / "best")
+    assert card.architecture.name == "unit"
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 64, 64) * 2 - 1)
+    colours = torch.tensor(PALETTE_RGB, dtype=torch.float32) / 255
+    nearest = ((out["render"][:, None] - colours[None, :, :, None, None]) ** 2).sum(2).argmin(1)
+    assert torch.equal(out["mask_logits"].argmax(1), torch.from_numpy(PALETTE_CLASS)[nearest])
+
+
+def test_stargan_and_unit_tiles_match_their_whole_image_output(scenes, tmp_path):
+    """Batch norm in eval mode and resize + conv upsampling: a chip does not depend on its
+    neighbours, so tiles with overlap give the whole-image render (the README's seam rule)."""
+    scene = scenes / SCENE
+    for name, pipeline, more in (
+        ("unit", UNIT, ["model.kwargs.base=8", "model.kwargs.n_res=2"]),
+        ("stargan", STARGAN, ["model.kwargs.base=8", "model.kwargs.n_blocks=1",
+                              "discriminator.kwargs.base=8", "data.landcover_batch=1"]),
+    ):  # fmt: skip
+        assert train_tiny(pipeline, tmp_path / name, *more).exit_code == 0
+        opts = dict(model=str(tmp_path / name / "best"), output_grid="model")
+        geo2map.translate(scene, tmp_path / f"{name}-whole", chip_size=1008, overlap=0, **opts)
+        geo2map.translate(scene, tmp_path / f"{name}-tiled", chip_size=256, overlap=64, **opts)
+        renders = []
+        for kind in ("whole", "tiled"):
+            with rasterio.open(next((tmp_path / f"{name}-{kind}").glob("*_render.tif"))) as ds:
+                renders.append(ds.read().astype(int)[:, 32:-32, 32:-32])
+        diff = np.abs(renders[0] - renders[1])
+        assert diff.mean() < 0.5 and np.percentile(diff, 99.9) <= 3, (name, diff.mean())
+
+
+def test_unit_without_map_data_is_refused_before_training(tmp_path):
+    doc = yaml.safe_load(UNIT.read_text())
+    doc["data"]["moscow"] = None
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    result = train_tiny(bad, tmp_path / "run")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == "error: mode unit learns photo <-> map from data.moscow; set it"
+    assert not (tmp_path / "run").exists()
