@@ -38,7 +38,8 @@ class TranslateOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model: str = Field(
         default=str(DEFAULT_MODEL),
-        description="model: a .safetensors, TorchScript (.pt) or ONNX (.onnx) file",
+        description="model: a shipped model by name (default), or a .safetensors, "
+        "TorchScript (.pt) or ONNX (.onnx) file",
     )
     card: str | None = Field(
         default=None,

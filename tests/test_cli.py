@@ -346,3 +346,12 @@ def test_every_option_is_declared_once_for_api_yaml_cli_and_readme(tmp_path):
         assert table in readme, "README's options tables are stale: python -m geo2map.options"
     with pytest.raises(TypeError, match="not both"):
         geo2map.translate("scene.tif", tmp_path, TranslateOptions(), chip_size=256)
+
+
+def test_a_shipped_model_is_chosen_by_name_and_an_unknown_name_lists_them(scenes, tmp_path):
+    from geo2map.models.io import DEFAULT_MODEL, model_paths
+
+    assert model_paths("default") == model_paths(DEFAULT_MODEL)
+    out = tmp_path / "out"
+    result = run("translate", scenes / DUTCH, "--out", out, "--model", "cyclegan-nonesuch")
+    assert_clean_failure(result, "or a shipped model by name (default", out)

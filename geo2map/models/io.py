@@ -36,14 +36,22 @@ class ModelRef:
 ModelSource = str | Path | ModelRef
 
 
-def model_paths(path: ModelSource) -> tuple[Path, Path]:
+def shipped_models() -> list[str]:
+    """The models that ship with geo2map, by name (``--model default``)."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+def model_paths(path: ModelSource, by_name: bool = True) -> tuple[Path, Path]:
     """The model file and its card. ``x``, ``x.json`` or ``x.safetensors`` (or a folder
     holding ``model.*``): geo2map's safetensors + card; ``x.pt`` / ``x.onnx``: a TorchScript
-    or ONNX file with ``x.json`` beside it; a :class:`ModelRef`: the two files it names."""
+    or ONNX file with ``x.json`` beside it; a :class:`ModelRef`: the two files it names;
+    ``default`` (a shipped model's name, ``by_name``): its files in geo2map/models/weights."""
     if isinstance(path, ModelRef):
         weights, card = model_paths(path.model)
         return weights, Path(path.card) if path.card else card
     p = Path(path)
+    if by_name and str(path) in shipped_models() and not p.exists():
+        p = WEIGHTS_DIR / str(path)
     if p.is_dir():
         p = p / "model"
     if is_external(p):
@@ -58,7 +66,7 @@ def save_model(
 ) -> tuple[Path, Path]:
     """Write ``path.safetensors`` + ``path.json``. ``half`` stores floating tensors as float16
     (half the file; loading casts back to the model's float32 parameters)."""
-    weights, card_path = model_paths(path)
+    weights, card_path = model_paths(path, by_name=False)  # a path, never a shipped name
     weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     if half:
@@ -74,7 +82,8 @@ def load_card(path: ModelSource = DEFAULT_MODEL) -> tuple[Path, ModelCard]:
     if not weights.is_file():
         raise Geo2MapError(
             f"model file {weights} is missing: give a .safetensors file with its .json card, "
-            "or a TorchScript (.pt) or ONNX (.onnx) file with its card"
+            "a TorchScript (.pt) or ONNX (.onnx) file with its card, or a shipped model by "
+            f"name ({', '.join(shipped_models())})"
         )
     if not card_path.is_file():
         raise Geo2MapError(
