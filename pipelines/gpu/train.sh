@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # There, on the lent GPU machine (device tool, carry [".carry"]), from the repo root:
-#   MINUTES=8 bash pipelines/gpu/train.sh [--set key=value ...]
-# Trains the default pipeline on CUDA from the shipped weights for MINUTES, then writes the
-# best weights (float16, in 15 MiB parts), its card, log.csv and samples.png to $OUT.
+#   MINUTES=8 [PIPELINE=pipelines/train-stargan.yaml] bash pipelines/gpu/train.sh [--set k=v ...]
+# Trains the default pipeline (or PIPELINE) on CUDA for MINUTES, the default from the shipped
+# weights, then writes the best weights (float16, in 15 MiB parts), its card, log.csv and
+# samples.png to $OUT.
 # Here, with GEO2MAP_LOCAL=1 (the project's .venv, CPU), the same script checks itself:
 #   GEO2MAP_LOCAL=1 MINUTES=0.5 OUT=/tmp/gpu-out bash pipelines/gpu/train.sh --set device=cpu
 set -euo pipefail
@@ -19,9 +20,17 @@ fi
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} GEO2MAP_DATA_ROOT=$PWD/.carry/data PYTHONUNBUFFERED=1
 OUT=${OUT:?set OUT to the folder to bring back}
 mkdir -p "$OUT"
-# 4x the CPU batch (48 crops a step), the lr scaled by 2, 14 worker processes preparing batches
-$PY -m geo2map.train.device_run pipelines/train-default.yaml --minutes "${MINUTES:-8}" --out "$OUT" \
-  --set model.init_from=default --set train.steps="${STEPS:-4000}" --set optim.lr=0.001 \
-  --set data.batch_scale=4 --set threads=4 \
-  --set data.workers="${WORKERS:-14}" --set train.val_every=500 --set train.checkpoint_every=500 \
+PIPELINE=${PIPELINE:-pipelines/train-default.yaml}
+if [ "$PIPELINE" = pipelines/train-default.yaml ]; then
+  # 4x the CPU batch (48 crops a step), the lr scaled by 2, 14 worker processes preparing batches
+  SETS=(--set model.init_from=default --set train.steps="${STEPS:-4000}" --set optim.lr=0.001
+        --set data.batch_scale=4 --set data.workers="${WORKERS:-14}")
+else
+  # the GAN pipelines (train-stargan, train-unit, train-cyclegan): 4x their Moscow and
+  # LandCover.ai crops a step; their schedules as the YAML says unless STEPS is given
+  SETS=(--set data.moscow_batch=8 --set data.landcover_batch=8 ${STEPS:+--set train.steps=$STEPS})
+fi
+$PY -m geo2map.train.device_run "$PIPELINE" --minutes "${MINUTES:-8}" --out "$OUT" \
+  --run-dir "runs/device-$(basename "$PIPELINE" .yaml)" \
+  "${SETS[@]}" --set threads=4 --set train.val_every=500 --set train.checkpoint_every=500 \
   "$@" 2>&1 | tee "$OUT/train.log"
