@@ -9,29 +9,16 @@ If LandCover.ai is configured, ``G``'s mask head is trained on it (it has no unp
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from geo2map.models.card import Architecture
-from geo2map.models.io import save_model
-from geo2map.models.registry import build_model
-from geo2map.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from geo2map.train.config import PipelineConfig
 from geo2map.train.data import augment, collate
-from geo2map.train.loop import (
-    Datasets,
-    lr_factor,
-    make_card,
-    model_kwargs,
-    train_device,
-    validate_and_keep_best,
-)
+from geo2map.train.gan_run import GanRun
+from geo2map.train.loop import model_kwargs
 from geo2map.train.losses import dice_loss, gan_loss, masked_ce
-from geo2map.train.runlog import RunLog
 
 
 class ImagePool:
@@ -69,13 +56,6 @@ def _cl(x: torch.Tensor) -> torch.Tensor:
 
 
 def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = train_device(cfg.device)
-    out = Path(cfg.out_dir)
-    ckdir = out / "checkpoints"
-    data = Datasets(cfg)
-    torch.manual_seed(cfg.seed)
     kw_g = model_kwargs(cfg)
     rev = cfg.reverse_model or cfg.model
     kw_f = {**rev.kwargs, "num_classes": 0} if rev.name == "cyclegan-resnet" else dict(rev.kwargs)
@@ -88,19 +68,15 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
         "D_map": {"name": dname, "kwargs": dkw},
         "D_sat": {"name": dname, "kwargs": dkw},
     }
-    modules = {
-        k: build_model(Architecture(**a)).to(device=device, memory_format=torch.channels_last)
-        for k, a in archs.items()
-    }
-    G, Fm, D_map, D_sat = modules["G"], modules["F"], modules["D_map"], modules["D_sat"]
     o, L = cfg.optim, cfg.loss
-    optims: dict[str, torch.optim.Optimizer] = {
-        "G": torch.optim.Adam(list(G.parameters()) + list(Fm.parameters()), lr=o.lr, betas=o.betas),
-        "D": torch.optim.Adam(
-            list(D_map.parameters()) + list(D_sat.parameters()), lr=o.lr_d, betas=o.betas
-        ),
-    }
+    run = GanRun(cfg, archs, {"G": (["G", "F"], o.lr), "D": (["D_map", "D_sat"], o.lr_d)},
+                 ["loss_g", "gan_g", "cycle", "identity", "mask", "loss_d"], progress)  # fmt: skip
+    G, Fm, D_map, D_sat = (run.modules[k] for k in ("G", "F", "D_map", "D_sat"))
+    device, data = run.device, run.data
     pools = {"map": ImagePool(cfg.train.pool_size), "sat": ImagePool(cfg.train.pool_size)}
+    extra = run.resume()
+    pools["map"].load(extra.get("pool_map"))
+    pools["sat"].load(extra.get("pool_sat"))
     mean = torch.tensor(cfg.model.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(cfg.model.std, device=device).view(1, 3, 1, 1)
 
@@ -110,25 +86,12 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
     def unit_to_sat(x: torch.Tensor) -> torch.Tensor:
         return (x - mean) / std
 
-    start, best, elapsed0 = 0, -math.inf, 0.0
-    if read_meta(ckdir) is not None:
-        meta, extra = load_checkpoint(ckdir, modules, optims, archs)
-        start, best, elapsed0 = meta["step"], meta["best"], meta.get("elapsed_s", 0.0)
-        pools["map"].load(extra.get("pool_map"))
-        pools["sat"].load(extra.get("pool_sat"))
-        print(f"resuming {out} at step {start}")
-    out.mkdir(parents=True, exist_ok=True)
-    log = RunLog(cfg, out, ["loss_g", "gan_g", "cycle", "identity", "mask", "loss_d"], start,
-                 elapsed0, progress, postfix=("loss_g", "loss_d"))  # fmt: skip
-    amp = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": cfg.train.bf16}
+    def pool_tensors() -> dict[str, torch.Tensor]:
+        return {f"pool_{k}": p.state() for k, p in pools.items() if p.state() is not None}
+
     n = max(1, cfg.data.moscow_batch)
-    for step in log.steps():
-        for m in modules.values():
-            m.train()
-        factor = lr_factor(cfg, step)
-        for name, base_lr in (("G", o.lr), ("D", o.lr_d)):
-            for g in optims[name].param_groups:
-                g["lr"] = base_lr * factor
+    for step in run.log.steps():
+        factor = run.schedule(step)
         # independent draws: sat i and map j are (almost surely) different places
         rs, rm, rp = (np.random.default_rng([cfg.seed, step, k]) for k in (1, 2, 3))
         ds = data.moscow_train
@@ -136,7 +99,7 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
         maps = [augment(ds[int(j)], rm, cfg.data.crop) for j in rm.integers(0, len(ds), n)]
         real_sat = _cl(collate(sats, cfg.model.mean, cfg.model.std)["image"].to(device))
         real_map = _cl(collate(maps, cfg.model.mean, cfg.model.std)["map_rgb"].to(device))
-        with torch.autocast(**amp):
+        with torch.autocast(**run.amp):
             fake_map = G(real_sat)["render"].float()
             rec_sat = unit_to_sat(Fm(_cl(unit_to_sat(fake_map)))["render"].float())
             fake_sat_unit = Fm(_cl(unit_to_sat(real_map)))["render"].float()
@@ -173,53 +136,16 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
                     lg, cb["mask"]
                 )
         loss_g = sum(parts.values())
-        optims["G"].zero_grad(set_to_none=True)
-        loss_g.backward()
-        optims["G"].step()
+        run.update("G", loss_g)
         fm = pools["map"].query(fake_map.detach(), rp)
         fs = pools["sat"].query(fake_sat_unit.detach(), rp)
-        with torch.autocast(**amp):
+        with torch.autocast(**run.amp):
             loss_d = 0.5 * (
                 gan_loss(D_map(_cl(real_map * 2 - 1)), True, L.gan_mode)
                 + gan_loss(D_map(_cl(fm * 2 - 1)), False, L.gan_mode)
                 + gan_loss(D_sat(_cl(sat_to_unit(real_sat) * 2 - 1)), True, L.gan_mode)
                 + gan_loss(D_sat(_cl(fs * 2 - 1)), False, L.gan_mode)
             )
-        optims["D"].zero_grad(set_to_none=True)
-        loss_d.backward()
-        optims["D"].step()
-        log.add({"loss_g": loss_g, "loss_d": loss_d, **parts})
-        done = step + 1
-
-        def validate(row: dict[str, Any], done: int = done) -> None:
-            nonlocal best
-            best = validate_and_keep_best(
-                cfg,
-                G,
-                kw_g,
-                data,
-                out,
-                done,
-                {"step": done, "elapsed_s": round(log.elapsed(), 1)},
-                best,
-                row,
-                log.fields,
-            )
-
-        def checkpoint(done: int = done) -> None:
-            extra = {f"pool_{k}": p.state() for k, p in pools.items() if p.state() is not None}
-            save_checkpoint(ckdir, modules, optims, extra, {
-                "step": done, "best": best, "elapsed_s": log.elapsed(),
-                "architectures": archs, "config": cfg.model_dump(mode="json"),
-            })  # fmt: skip
-
-        log.end_step(done, o.lr * factor, validate, checkpoint)
-    card = make_card(
-        cfg,
-        kw_g,
-        data,
-        {"step": log.done, "elapsed_s": round(log.elapsed(), 1)},
-        G.multiple,
-    )
-    save_model(G, card, out / "last")
-    return out / "best"
+        run.update("D", loss_d)
+        run.end_step(step, factor, {"loss_g": loss_g, "loss_d": loss_d, **parts}, pool_tensors)
+    return run.finish()

@@ -16,7 +16,6 @@ classes, on the LandCover.ai chips, as the other modes are scored.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +24,14 @@ import torch
 from torch.nn import functional as F
 
 from geo2map.errors import Geo2MapError
-from geo2map.models.card import DEFAULT_CLASSES, Architecture
-from geo2map.models.io import save_model
-from geo2map.models.registry import build_model
+from geo2map.models.card import DEFAULT_CLASSES
 from geo2map.train.augment import draw_factor
-from geo2map.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from geo2map.train.config import PipelineConfig
 from geo2map.train.data import IGNORE_LABEL, augment, collate
-from geo2map.train.loop import Datasets, lr_factor, make_card, train_device, validate_and_keep_best
+from geo2map.train.gan_run import GanRun
+from geo2map.train.loop import Datasets
 from geo2map.train.losses import gan_loss
 from geo2map.train.palette import palette_rows
-from geo2map.train.runlog import RunLog
 
 STYLES = ("photo", "osm", "landcover")
 SOURCE = {"osm": "data.moscow (the Moscow maps)", "landcover": "data.landcover (its masks)"}
@@ -134,44 +130,19 @@ class StyleBatches:
 
 
 def train_stargan(cfg: PipelineConfig, progress: bool = True) -> Path:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = train_device(cfg.device)
-    kw_g = stargan_kwargs(cfg)
-    out = Path(cfg.out_dir)
-    ckdir = out / "checkpoints"
-    data = Datasets(cfg)
-    torch.manual_seed(cfg.seed)
+    kw_g = stargan_kwargs(cfg)  # before the data load: a missing source fails fast
     styles = kw_g["styles"]
     dkw = {"styles": len(styles), **(cfg.discriminator.kwargs if cfg.discriminator else {})}
     archs = {"G": {"name": "stargan", "kwargs": kw_g}, "D": {"name": "stargan-d", "kwargs": dkw}}
-    modules = {
-        k: build_model(Architecture(**a)).to(device=device, memory_format=torch.channels_last)
-        for k, a in archs.items()
-    }
-    G, D = modules["G"], modules["D"]
     o, L = cfg.optim, cfg.loss
-    optims: dict[str, torch.optim.Optimizer] = {
-        "G": torch.optim.Adam(G.parameters(), lr=o.lr, betas=o.betas),
-        "D": torch.optim.Adam(D.parameters(), lr=o.lr_d, betas=o.betas),
-    }
-    start, best, elapsed0 = 0, -math.inf, 0.0
-    if read_meta(ckdir) is not None:
-        meta, _ = load_checkpoint(ckdir, modules, optims, archs)
-        start, best, elapsed0 = meta["step"], meta["best"], meta.get("elapsed_s", 0.0)
-        print(f"resuming {out} at step {start}")
-    out.mkdir(parents=True, exist_ok=True)
-    log = RunLog(cfg, out, ["loss_g", "gan_g", "style_g", "cycle", "paired", "loss_d", "style_d"],
-                 start, elapsed0, progress, postfix=("loss_g", "loss_d"))  # fmt: skip
-    amp = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": cfg.train.bf16}
-    batches = StyleBatches(cfg, data, styles)
-    for step in log.steps():
-        G.train()
-        D.train()
-        factor = lr_factor(cfg, step)
-        for name, base_lr in (("G", o.lr), ("D", o.lr_d)):
-            for g in optims[name].param_groups:
-                g["lr"] = base_lr * factor
+    run = GanRun(cfg, archs, {"G": (["G"], o.lr), "D": (["D"], o.lr_d)},
+                 ["loss_g", "gan_g", "style_g", "cycle", "paired", "loss_d", "style_d"],
+                 progress)  # fmt: skip
+    run.resume()
+    G, D, device = run.modules["G"], run.modules["D"], run.device
+    batches = StyleBatches(cfg, run.data, styles)
+    for step in run.log.steps():
+        factor = run.schedule(step)
         x, org, pairs = batches.step(step)
         x, org = x.to(device), org.to(device)
         rng = np.random.default_rng([cfg.seed, step, 5])
@@ -179,7 +150,7 @@ def train_stargan(cfg: PipelineConfig, progress: bool = True) -> Path:
         shift = torch.from_numpy(rng.integers(1, len(styles), len(org))).to(device)
         trg = (org + shift) % len(styles)
 
-        with torch.autocast(**amp):
+        with torch.autocast(**run.amp):
             fake = G.translate(x, trg).float() * 2 - 1
             real_src, real_cls = D(x)
             fake_src, _ = D(fake.detach().contiguous(memory_format=torch.channels_last))
@@ -189,11 +160,9 @@ def train_stargan(cfg: PipelineConfig, progress: bool = True) -> Path:
                 + gan_loss(fake_src, False, L.gan_mode)
                 + L.style_class * style_d
             )
-        optims["D"].zero_grad(set_to_none=True)
-        loss_d.backward()
-        optims["D"].step()
+        run.update("D", loss_d)
 
-        with torch.autocast(**amp):
+        with torch.autocast(**run.amp):
             fake_cl = fake.contiguous(memory_format=torch.channels_last)
             src, cls = D(fake_cl)
             parts: dict[str, torch.Tensor] = {
@@ -211,25 +180,8 @@ def train_stargan(cfg: PipelineConfig, progress: bool = True) -> Path:
                     paired.append((drawn - target.to(device)).abs().mean())
                 parts["paired"] = L.paired * sum(paired) / len(paired)
         loss_g = sum(parts.values())
-        optims["G"].zero_grad(set_to_none=True)
-        loss_g.backward()
-        optims["G"].step()
-        log.add({"loss_g": loss_g, "loss_d": loss_d, "style_d": style_d, **parts})
-        done = step + 1
-
-        def validate(row: dict[str, Any], done: int = done) -> None:
-            nonlocal best
-            extra = {"step": done, "elapsed_s": round(log.elapsed(), 1)}
-            best = validate_and_keep_best(cfg, G, kw_g, data, out, done, extra, best, row,
-                                          log.fields)  # fmt: skip
-
-        def checkpoint(done: int = done) -> None:
-            save_checkpoint(ckdir, modules, optims, {}, {
-                "step": done, "best": best, "elapsed_s": log.elapsed(),
-                "architectures": archs, "config": cfg.model_dump(mode="json"),
-            })  # fmt: skip
-
-        log.end_step(done, o.lr * factor, validate, checkpoint)
-    extra = {"step": log.done, "elapsed_s": round(log.elapsed(), 1)}
-    save_model(G, make_card(cfg, kw_g, data, extra, G.multiple), out / "last")
-    return out / "best"
+        run.update("G", loss_g)
+        run.end_step(
+            step, factor, {"loss_g": loss_g, "loss_d": loss_d, "style_d": style_d, **parts}
+        )
+    return run.finish()

@@ -10,7 +10,6 @@ then one discriminator update on real images and the detached translations.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +17,11 @@ import numpy as np
 import torch
 
 from geo2map.errors import Geo2MapError
-from geo2map.models.card import Architecture
-from geo2map.models.io import save_model
-from geo2map.models.registry import build_model
-from geo2map.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from geo2map.train.config import PipelineConfig
 from geo2map.train.data import augment, collate
-from geo2map.train.loop import Datasets, lr_factor, make_card, train_device, validate_and_keep_best
+from geo2map.train.gan_run import GanRun
 from geo2map.train.losses import gan_loss
 from geo2map.train.palette import palette_rows
-from geo2map.train.runlog import RunLog
 
 PHOTO, MAP = 0, 1
 
@@ -50,51 +44,26 @@ def kl(mean: torch.Tensor) -> torch.Tensor:
 
 
 def train_unit(cfg: PipelineConfig, progress: bool = True) -> Path:
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = train_device(cfg.device)
-    kw = unit_kwargs(cfg)
-    out = Path(cfg.out_dir)
-    ckdir = out / "checkpoints"
-    data = Datasets(cfg)
-    torch.manual_seed(cfg.seed)
+    kw = unit_kwargs(cfg)  # before the data load: a missing source fails fast
     dkw = {**(cfg.discriminator.kwargs if cfg.discriminator else {}), "in_channels": 3}
     archs = {
         "G": {"name": "unit", "kwargs": kw},
         "D_photo": {"name": "patchgan", "kwargs": dkw},
         "D_map": {"name": "patchgan", "kwargs": dkw},
     }
-    modules = {
-        k: build_model(Architecture(**a)).to(device=device, memory_format=torch.channels_last)
-        for k, a in archs.items()
-    }
-    G, discriminators = modules["G"], (modules["D_photo"], modules["D_map"])
     o, L = cfg.optim, cfg.loss
-    d_params = [p for D in discriminators for p in D.parameters()]
-    optims: dict[str, torch.optim.Optimizer] = {
-        "G": torch.optim.Adam(G.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay),
-        "D": torch.optim.Adam(d_params, lr=o.lr_d, betas=o.betas, weight_decay=o.weight_decay),
-    }
-    start, best, elapsed0 = 0, -math.inf, 0.0
-    if read_meta(ckdir) is not None:
-        meta, _ = load_checkpoint(ckdir, modules, optims, archs)
-        start, best, elapsed0 = meta["step"], meta["best"], meta.get("elapsed_s", 0.0)
-        print(f"resuming {out} at step {start}")
-    out.mkdir(parents=True, exist_ok=True)
-    log = RunLog(cfg, out, ["loss_g", "gan_g", "recon", "cycle", "kl", "loss_d"], start, elapsed0,
-                 progress, postfix=("loss_g", "loss_d"))  # fmt: skip
-    amp = {"device_type": device.type, "dtype": torch.bfloat16, "enabled": cfg.train.bf16}
+    run = GanRun(cfg, archs, {"G": (["G"], o.lr), "D": (["D_photo", "D_map"], o.lr_d)},
+                 ["loss_g", "gan_g", "recon", "cycle", "kl", "loss_d"], progress,
+                 weight_decay=o.weight_decay)  # fmt: skip
+    run.resume()
+    G, device = run.G, run.device
+    discriminators = (run.modules["D_photo"], run.modules["D_map"])
     n, crop = max(1, cfg.data.moscow_batch), cfg.data.crop
-    for step in log.steps():
-        for m in modules.values():
-            m.train()
-        factor = lr_factor(cfg, step)
-        for name, base_lr in (("G", o.lr), ("D", o.lr_d)):
-            for g in optims[name].param_groups:
-                g["lr"] = base_lr * factor
+    for step in run.log.steps():
+        factor = run.schedule(step)
         # independent draws: photo i and map j are (almost surely) different places
         rp, rm = (np.random.default_rng([cfg.seed, step, k]) for k in (1, 2))
-        ds = data.moscow_train
+        ds = run.data.moscow_train
         photos = [augment(ds[int(i)], rp, crop) for i in rp.integers(0, len(ds), n)]
         maps = [augment(ds[int(j)], rm, crop) for j in rm.integers(0, len(ds), n)]
         real = (
@@ -102,7 +71,7 @@ def train_unit(cfg: PipelineConfig, progress: bool = True) -> Path:
             _cl(collate(maps, cfg.model.mean, cfg.model.std)["map_rgb"].to(device) * 2 - 1),
         )
         size = real[0].shape[-2:]
-        with torch.autocast(**amp):
+        with torch.autocast(**run.amp):
             parts: dict[str, torch.Tensor] = {"gan_g": 0, "recon": 0, "cycle": 0, "kl": 0}
             fakes = []
             for a, b in ((PHOTO, MAP), (MAP, PHOTO)):
@@ -118,34 +87,13 @@ def train_unit(cfg: PipelineConfig, progress: bool = True) -> Path:
                 parts["kl"] += L.kl * (kl(mean) + kl(back_mean))
                 parts["gan_g"] += L.gan * gan_loss(discriminators[b](fake), True, L.gan_mode)
         loss_g = sum(parts.values())
-        optims["G"].zero_grad(set_to_none=True)
-        loss_g.backward()
-        optims["G"].step()
-        with torch.autocast(**amp):
+        run.update("G", loss_g)
+        with torch.autocast(**run.amp):
             loss_d = 0.5 * sum(
                 gan_loss(discriminators[b](real[b]), True, L.gan_mode)
                 + gan_loss(discriminators[b](fakes[a].detach()), False, L.gan_mode)
                 for a, b in ((PHOTO, MAP), (MAP, PHOTO))
             )
-        optims["D"].zero_grad(set_to_none=True)
-        loss_d.backward()
-        optims["D"].step()
-        log.add({"loss_g": loss_g, "loss_d": loss_d, **parts})
-        done = step + 1
-
-        def validate(row: dict[str, Any], done: int = done) -> None:
-            nonlocal best
-            extra = {"step": done, "elapsed_s": round(log.elapsed(), 1)}
-            best = validate_and_keep_best(cfg, G, kw, data, out, done, extra, best, row,
-                                          log.fields)  # fmt: skip
-
-        def checkpoint(done: int = done) -> None:
-            save_checkpoint(ckdir, modules, optims, {}, {
-                "step": done, "best": best, "elapsed_s": log.elapsed(),
-                "architectures": archs, "config": cfg.model_dump(mode="json"),
-            })  # fmt: skip
-
-        log.end_step(done, o.lr * factor, validate, checkpoint)
-    extra = {"step": log.done, "elapsed_s": round(log.elapsed(), 1)}
-    save_model(G, make_card(cfg, kw, data, extra, G.multiple), out / "last")
-    return out / "best"
+        run.update("D", loss_d)
+        run.end_step(step, factor, {"loss_g": loss_g, "loss_d": loss_d, **parts})
+    return run.finish()
