@@ -255,3 +255,19 @@ def test_nearest_mean_decode_draws_the_palette_colour_nearest_the_expected_colou
         PALETTE_RGB[building].tolist(),
     )
     assert (argmax[0, :, 0, 1] * 255).round().int().tolist() == PALETTE_RGB[white].tolist()
+
+
+def test_render_class_weights_weigh_each_palette_colour_by_its_class() -> None:
+    from geo2map.train.loop import palette_weights
+    from geo2map.train.losses import masked_ce
+
+    weights = palette_weights([1.0, 2.0, 1.0, 1.0, 3.0])
+    assert weights == [[1.0, 2.0, 1.0, 1.0, 3.0][c] for c in PALETTE_CLASS]
+    # a street pixel (palette colour of class road) now counts 3x a land pixel
+    road = int(np.flatnonzero(PALETTE_CLASS == 4)[0])
+    logits = torch.zeros(1, len(PALETTE_CLASS), 1, 2)
+    target = torch.tensor([[[0, road]]])
+    logits[0, road, 0, 0] = 5.0  # wrong at the land pixel, unsure at the street pixel
+    loss = masked_ce(logits, target, weights)
+    per_pixel = torch.nn.functional.cross_entropy(logits, target, reduction="none")[0, 0]
+    assert torch.isclose(loss, (per_pixel[0] + 3 * per_pixel[1]) / 4)
