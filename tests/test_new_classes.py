@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from geo2map.cli import app
 from geo2map.labels import LabelLayer
-from geo2map.models.card import DEFAULT_CLASSES
+from geo2map.models.card import DEFAULT_CLASSES, Architecture
 from geo2map.options import TranslateOptions
 from geo2map.train.evaluate_scenes import evaluate_scene
 
@@ -41,7 +41,7 @@ def test_a_new_class_starts_as_the_closest_old_class_and_the_old_ones_are_kept(t
     from geo2map.models.registry import build_model
     from geo2map.train.classes import with_class_count
     from geo2map.train.config import load_config
-    from geo2map.train.loop import Architecture, Datasets, model_kwargs, start_weights
+    from geo2map.train.loop import Datasets, model_kwargs, start_weights
 
     cfg = load_config(new_class_pipeline(tmp_path))
     data = Datasets(cfg)
