@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from geo2map.models.card import ModelCard
+from geo2map.models.palette_head import nearest_colour_logits
 
 
 class _WithClassColours(nn.Module):
@@ -39,9 +40,9 @@ class RgbModel(_WithClassColours):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         render = self.net(x).float().clamp(0, 1)
-        # minus the squared distance to each class colour: the nearest colour wins softmax
-        distance = ((render[:, None] - self.colours[None, :, :, None, None]) ** 2).sum(dim=2)
-        return {"render": render, "mask_logits": -distance * 1e3}
+        classes = torch.arange(len(self.colours), device=render.device)  # one colour each
+        logits = nearest_colour_logits(render, self.colours, classes, len(self.colours))
+        return {"render": render, "mask_logits": logits}
 
 
 def with_outputs(net: nn.Module, card: ModelCard) -> nn.Module:

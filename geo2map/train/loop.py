@@ -161,13 +161,7 @@ class Datasets:
         rng = np.random.default_rng([cfg.seed, step])
         out = []
         for ds, n, gsd in self.sources(cfg):
-            samples = []
-            for i in rng.integers(0, len(ds), n):
-                factor = 1.0
-                if gsd is not None:
-                    factor = draw_factor(rng, gsd, cfg.model.gsd_m, d.scale_jitter)
-                samples.append(augment(ds[int(i)], rng, d.crop, d.colour_jitter, factor, d.degrade))
-            batch = collate(samples, cfg.model.mean, cfg.model.std)
+            batch = draw_batch(cfg, ds, n, rng, gsd)
             if ds is self.lc_train and d.landcover_scale != (1.0, 1.0):
                 side = batch["image"].shape[-1]
                 factor = rng.uniform(*d.landcover_scale)
@@ -178,6 +172,25 @@ class Datasets:
             # mixed statistics in training as its running averages give at inference
             out = [{k: torch.cat([b[k] for b in out]) for k in out[0]}]
         return out
+
+
+def draw_batch(
+    cfg: PipelineConfig,
+    ds: Any,
+    n: int,
+    rng: np.random.Generator,
+    gsd: tuple[float, float] | None,
+) -> dict[str, torch.Tensor]:
+    """``n`` random augmented crops of ``ds``, each resampled to the model's GSD from a pixel
+    size drawn in ``gsd`` (None: native size), collated."""
+    d = cfg.data
+    samples = []
+    for i in rng.integers(0, len(ds), n):
+        factor = 1.0
+        if gsd is not None:
+            factor = draw_factor(rng, gsd, cfg.model.gsd_m, d.scale_jitter)
+        samples.append(augment(ds[int(i)], rng, d.crop, d.colour_jitter, factor, d.degrade))
+    return collate(samples, cfg.model.mean, cfg.model.std)
 
 
 class StepBatches(torch.utils.data.Dataset):

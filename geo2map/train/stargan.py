@@ -25,11 +25,10 @@ from torch.nn import functional as F
 
 from geo2map.errors import Geo2MapError
 from geo2map.models.card import DEFAULT_CLASSES
-from geo2map.train.augment import draw_factor
 from geo2map.train.config import PipelineConfig
-from geo2map.train.data import IGNORE_LABEL, augment, collate
+from geo2map.train.data import IGNORE_LABEL
 from geo2map.train.gan_run import GanRun
-from geo2map.train.loop import Datasets
+from geo2map.train.loop import Datasets, draw_batch
 from geo2map.train.losses import gan_loss
 from geo2map.train.palette import palette_rows
 
@@ -82,16 +81,6 @@ class StyleBatches:
     def __init__(self, cfg: PipelineConfig, data: Datasets, styles: list[str]) -> None:
         self.cfg, self.data, self.styles = cfg, data, styles
 
-    def _draw(self, ds: Any, n: int, rng: np.random.Generator, gsd: Any) -> dict:
-        d = self.cfg.data
-        samples = []
-        for i in rng.integers(0, len(ds), n):
-            factor = 1.0
-            if gsd is not None:
-                factor = draw_factor(rng, gsd, self.cfg.model.gsd_m, d.scale_jitter)
-            samples.append(augment(ds[int(i)], rng, d.crop, d.colour_jitter, factor, d.degrade))
-        return collate(samples, self.cfg.model.mean, self.cfg.model.std)
-
     def step(self, step: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
         """(images in [-1, 1], their style index, paired targets: {"osm"/"landcover":
         (row indices, target pictures in [0, 1])})."""
@@ -104,16 +93,16 @@ class StyleBatches:
             labels.append(torch.full((x.shape[0],), index[style]))
 
         if self.data.moscow_train is not None:
-            photos = self._draw(self.data.moscow_train, d.moscow_batch,
+            photos = draw_batch(self.cfg, self.data.moscow_train, d.moscow_batch,
                                 np.random.default_rng([seed, step, 1]), d.moscow_gsd_m)  # fmt: skip
             start = sum(len(x) for x in images)
             add(photos["image"], "photo")
             pairs["osm"] = (torch.arange(start, start + d.moscow_batch), photos["map_rgb"])
-            maps = self._draw(self.data.moscow_train, d.moscow_batch,
+            maps = draw_batch(self.cfg, self.data.moscow_train, d.moscow_batch,
                               np.random.default_rng([seed, step, 2]), d.moscow_gsd_m)  # fmt: skip
             add(maps["map_rgb"] * 2 - 1, "osm")
         if self.data.lc_train is not None:
-            photos = self._draw(self.data.lc_train, d.landcover_batch,
+            photos = draw_batch(self.cfg, self.data.lc_train, d.landcover_batch,
                                 np.random.default_rng([seed, step, 3]), d.landcover_gsd_m)  # fmt: skip
             start = sum(len(x) for x in images)
             add(photos["image"], "photo")
@@ -121,7 +110,7 @@ class StyleBatches:
                 torch.arange(start, start + d.landcover_batch),
                 mask_picture(photos["mask"]),
             )
-            masks = self._draw(self.data.lc_train, d.landcover_batch,
+            masks = draw_batch(self.cfg, self.data.lc_train, d.landcover_batch,
                                np.random.default_rng([seed, step, 4]), d.landcover_gsd_m)  # fmt: skip
             add(mask_picture(masks["mask"]) * 2 - 1, "landcover")
         pairs = {k: v for k, v in pairs.items() if k in index}
