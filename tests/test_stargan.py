@@ -75,3 +75,16 @@ def test_a_stargan_style_without_its_data_set_is_refused_before_training(tmp_pat
     assert len(result.stderr.splitlines()) == 1, result.stderr
     assert "names landcover, which learns from data.landcover" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_stargan_of_fewer_styles_trains_with_every_source_configured(tmp_path):
+    """styles [photo, osm] with LandCover.ai configured: its photos still serve as photos."""
+    sets = [arg for o in (f"out_dir={tmp_path / 'two'}", *TINY,
+                          "model.kwargs={styles: [photo, osm], base: 8, n_blocks: 1}")
+            for arg in ("--set", o)]  # fmt: skip
+    result = CliRunner().invoke(app, ["train", str(STARGAN), "--no-progress", *sets])
+    assert result.exit_code == 0, result.output
+    from geo2map.models.io import load_card
+
+    _, card = load_card(tmp_path / "two" / "best")
+    assert sorted(card.architecture.kwargs["palettes"]) == ["osm"]

@@ -33,7 +33,8 @@ from geo2map.train.losses import gan_loss
 from geo2map.train.palette import palette_rows
 
 STYLES = ("photo", "osm", "landcover")
-SOURCE = {"osm": "data.moscow (the Moscow maps)", "landcover": "data.landcover (its masks)"}
+# the data key each map style learns from, and what of it
+SOURCE = {"osm": ("moscow", "the Moscow maps"), "landcover": ("landcover", "its masks")}
 CLASS_COLOURS = torch.tensor([c["color"] for c in DEFAULT_CLASSES], dtype=torch.float32) / 255
 
 
@@ -55,11 +56,10 @@ def stargan_kwargs(cfg: PipelineConfig) -> dict[str, Any]:
             f"model.kwargs.styles {styles}: StarGAN here knows {', '.join(STYLES)} and needs "
             "photo (the input domain)"
         )
-    for style, source in SOURCE.items():
-        key = "moscow" if style == "osm" else "landcover"
+    for style, (key, what) in SOURCE.items():
         if style in styles and not getattr(cfg.data, key):
             raise Geo2MapError(
-                f"model.kwargs.styles names {style}, which learns from {source}; "
+                f"model.kwargs.styles names {style}, which learns from data.{key} ({what}); "
                 f"set data.{key} or drop the style"
             )
     kw["palettes"] = {k: v for k, v in style_palettes().items() if k in styles}
@@ -97,23 +97,24 @@ class StyleBatches:
                                 np.random.default_rng([seed, step, 1]), d.moscow_gsd_m)  # fmt: skip
             start = sum(len(x) for x in images)
             add(photos["image"], "photo")
-            pairs["osm"] = (torch.arange(start, start + d.moscow_batch), photos["map_rgb"])
-            maps = draw_batch(self.cfg, self.data.moscow_train, d.moscow_batch,
-                              np.random.default_rng([seed, step, 2]), d.moscow_gsd_m)  # fmt: skip
-            add(maps["map_rgb"] * 2 - 1, "osm")
+            if "osm" in index:
+                pairs["osm"] = (torch.arange(start, start + d.moscow_batch), photos["map_rgb"])
+                maps = draw_batch(self.cfg, self.data.moscow_train, d.moscow_batch,
+                                  np.random.default_rng([seed, step, 2]), d.moscow_gsd_m)  # fmt: skip
+                add(maps["map_rgb"] * 2 - 1, "osm")
         if self.data.lc_train is not None:
             photos = draw_batch(self.cfg, self.data.lc_train, d.landcover_batch,
                                 np.random.default_rng([seed, step, 3]), d.landcover_gsd_m)  # fmt: skip
             start = sum(len(x) for x in images)
             add(photos["image"], "photo")
-            pairs["landcover"] = (
-                torch.arange(start, start + d.landcover_batch),
-                mask_picture(photos["mask"]),
-            )
-            masks = draw_batch(self.cfg, self.data.lc_train, d.landcover_batch,
-                               np.random.default_rng([seed, step, 4]), d.landcover_gsd_m)  # fmt: skip
-            add(mask_picture(masks["mask"]) * 2 - 1, "landcover")
-        pairs = {k: v for k, v in pairs.items() if k in index}
+            if "landcover" in index:
+                pairs["landcover"] = (
+                    torch.arange(start, start + d.landcover_batch),
+                    mask_picture(photos["mask"]),
+                )
+                masks = draw_batch(self.cfg, self.data.lc_train, d.landcover_batch,
+                                   np.random.default_rng([seed, step, 4]), d.landcover_gsd_m)  # fmt: skip
+                add(mask_picture(masks["mask"]) * 2 - 1, "landcover")
         x = torch.cat(images).contiguous(memory_format=torch.channels_last)
         return x, torch.cat(labels), pairs
 
