@@ -88,3 +88,30 @@ def test_a_stargan_of_fewer_styles_trains_with_every_source_configured(tmp_path)
 
     _, card = load_card(tmp_path / "two" / "best")
     assert sorted(card.architecture.kwargs["palettes"]) == ["osm"]
+
+
+def test_a_stargan_stage_starts_from_the_last_stage_weights(tmp_path):
+    """A GAN campaign spans sessions: the next stage starts G from the shipped weights,
+    and its card lists every stage."""
+    assert train_tiny(tmp_path / "one").exit_code == 0
+    from geo2map.models.io import load_model
+
+    first, _ = load_model(tmp_path / "one" / "last")
+    sets = [arg for o in (f"out_dir={tmp_path / 'two'}", *TINY, "train.steps=1",
+                          "optim.lr=1e-12", f"model.init_from={tmp_path / 'one' / 'last'}")
+            for arg in ("--set", o)]  # fmt: skip
+    result = CliRunner().invoke(app, ["train", str(STARGAN), "--no-progress", *sets])
+    assert result.exit_code == 0, result.output
+    second, card = load_model(tmp_path / "two" / "last")
+    # a vanishing lr: the weights are still the first stage's (a fresh G would differ)
+    for (name, a), b in zip(first.named_parameters(), second.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert [s["steps"] for s in card.training["stages"]] == [2, 1]
+    assert card.training["cumulative_steps"] == 3
+
+    bigger = [arg for o in (f"out_dir={tmp_path / 'three'}", *TINY, "model.kwargs.base=16",
+                            f"model.init_from={tmp_path / 'one' / 'last'}")
+              for arg in ("--set", o)]  # fmt: skip
+    result = CliRunner().invoke(app, ["train", str(STARGAN), "--no-progress", *bigger])
+    assert result.exit_code == 2, result.output
+    assert "start from a model of the same architecture" in result.stderr

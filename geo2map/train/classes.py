@@ -24,10 +24,11 @@ DEFAULT_CLASS_COUNT = len(DEFAULT_CLASSES)
 
 
 def start_model_path(ref: str) -> Path:
-    """``model.init_from``: 'default' (the shipped model) or a model path."""
-    from geo2map.models.io import DEFAULT_MODEL
+    """``model.init_from``: a shipped model's name ('default', 'stargan', ...) or a path."""
+    from geo2map.models.io import WEIGHTS_DIR, shipped_models
 
-    return DEFAULT_MODEL if ref == "default" else Path(ref)
+    path = Path(ref)
+    return WEIGHTS_DIR / ref if ref in shipped_models() and not path.exists() else path
 
 
 def mask_classes(cfg: PipelineConfig) -> list[ClassInfo]:

@@ -16,7 +16,15 @@ from geo2map.models.io import save_model
 from geo2map.models.registry import build_model
 from geo2map.train.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from geo2map.train.config import PipelineConfig
-from geo2map.train.loop import Datasets, lr_factor, make_card, train_device, validate_and_keep_best
+from geo2map.train.loop import (
+    Datasets,
+    campaign_record,
+    lr_factor,
+    make_card,
+    start_weights,
+    train_device,
+    validate_and_keep_best,
+)
 from geo2map.train.runlog import RunLog
 
 
@@ -70,12 +78,18 @@ class GanRun:
 
     def resume(self) -> dict[str, Any]:
         """Load the last checkpoint, if any, and start the log: the checkpoint's extra
-        tensors (e.g. image pools), or {} for a fresh run."""
+        tensors (e.g. image pools), or {} for a fresh run. A fresh run with
+        ``model.init_from`` starts ``G`` from those weights (a campaign's next stage; the
+        discriminators start afresh and catch up within tens of steps)."""
         start, elapsed0, extra = 0, 0.0, {}
+        self.campaign: dict[str, Any] = {}
         if read_meta(self.ckdir) is not None:
             meta, extra = load_checkpoint(self.ckdir, self.modules, self.optims, self.archs)
             start, self.best, elapsed0 = meta["step"], meta["best"], meta.get("elapsed_s", 0.0)
+            self.campaign = meta.get("campaign", {})
             print(f"resuming {self.out} at step {start}")
+        elif self.cfg.model.init_from:
+            self.campaign = start_weights(self.cfg, self.G, self.archs["G"]["kwargs"], self.data)
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = RunLog(self.cfg, self.out, self.fields, start, elapsed0, self.progress,
                           postfix=(self.fields[0], "loss_d"))  # fmt: skip
@@ -109,7 +123,7 @@ class GanRun:
         done = step + 1
 
         def validate(row: dict[str, Any]) -> None:
-            record = {"step": done, "elapsed_s": round(self.log.elapsed(), 1)}
+            record = self.record(done)
             self.best = validate_and_keep_best(
                 self.cfg, self.G, self.archs["G"]["kwargs"], self.data, self.out, done, record,
                 self.best, row, self.log.fields,
@@ -119,13 +133,18 @@ class GanRun:
             save_checkpoint(self.ckdir, self.modules, self.optims, extra(), {
                 "step": done, "best": self.best, "elapsed_s": self.log.elapsed(),
                 "architectures": self.archs, "config": self.cfg.model_dump(mode="json"),
+                "campaign": self.campaign,
             })  # fmt: skip
 
         self.log.end_step(done, self.cfg.optim.lr * factor, validate, checkpoint)
 
+    def record(self, done: int) -> dict[str, Any]:
+        """Card fields at step ``done``: this stage after the stages it started from."""
+        return campaign_record(self.campaign, self.cfg, done, self.log.elapsed(), self.device.type)
+
     def finish(self) -> Path:
         """Save the last weights with their card; the best ones were saved on validation."""
-        record = {"step": self.log.done, "elapsed_s": round(self.log.elapsed(), 1)}
+        record = self.record(self.log.done)
         card = make_card(self.cfg, self.archs["G"]["kwargs"], self.data, record, self.G.multiple)
         save_model(self.G, card, self.out / "last")
         return self.out / "best"
