@@ -15,6 +15,7 @@ from geo2map.cli import app
 
 UNIT = Path(__file__).parent.parent / "pipelines" / "train-unit.yaml"
 STARGAN = Path(__file__).parent.parent / "pipelines" / "train-stargan.yaml"
+CYCLEGAN = Path(__file__).parent.parent / "pipelines" / "train-cyclegan.yaml"
 TINY = ["train.steps=2", "train.val_every=2", "train.val_moscow=2", "train.val_landcover=2",
         "data.crop=64", "data.moscow_batch=1"]  # fmt: skip
 SCENE = "dutch-aerial-25cm-epsg28992.tif"
@@ -40,7 +41,7 @@ def test_unit_translates_a_scene_and_reads_its_mask_from_the_map_colours(tmp_pat
     assert torch.equal(out["mask_logits"].argmax(1), torch.from_numpy(PALETTE_CLASS)[nearest])
 
 
-def test_stargan_and_unit_tiles_match_their_whole_image_output(scenes, tmp_path):
+def test_cyclegan_stargan_and_unit_tiles_match_their_whole_image_output(scenes, tmp_path):
     """Batch norm in eval mode and resize + conv upsampling: a chip does not depend on its
     neighbours, so tiles with overlap give the whole-image render (the README's seam rule)."""
     scene = scenes / SCENE
@@ -48,6 +49,10 @@ def test_stargan_and_unit_tiles_match_their_whole_image_output(scenes, tmp_path)
         ("unit", UNIT, ["model.kwargs.base=8", "model.kwargs.n_res=2"]),
         ("stargan", STARGAN, ["model.kwargs.base=8", "model.kwargs.n_blocks=1",
                               "discriminator.kwargs.base=8", "data.landcover_batch=1"]),
+        ("cyclegan", CYCLEGAN, ["model.kwargs.base=8", "model.kwargs.n_blocks=1",
+                                "reverse_model.kwargs.base=8", "reverse_model.kwargs.n_blocks=1",
+                                "discriminator.kwargs.base=8", "train.pool_size=2",
+                                "data.landcover_batch=1"]),
     ):  # fmt: skip
         assert train_tiny(pipeline, tmp_path / name, *more).exit_code == 0
         opts = dict(model=str(tmp_path / name / "best"), output_grid="model")
