@@ -40,10 +40,15 @@ def test_every_model_is_scored_on_the_same_files_beside_its_budget_and_speed(mod
     # the budget comes from each card: the tiny run's two steps; a card without training: "-"
     assert rows["StarGAN"]["budget"].startswith("2 steps") and "CPU" in rows["StarGAN"]["budget"]
     assert rows["U-Net"]["budget"] == "-"
-    assert all(r["mps"] > 0 for r in rows.values())
+    assert rows["U-Net"]["mps"] > 0 and rows["StarGAN"]["mps"] > 0
+    # the one-colour render and the snapped real map: scored, never a model's budget or speed
+    trivial, oracle = rows["most common map colour (trivial)"], rows[
+        "true map snapped to the palette (upper bound)"]  # fmt: skip
+    assert oracle["rmse"] < trivial["rmse"] and oracle["acc10"] > trivial["acc10"]
     table = (tmp_path / "cmp" / "table.md").read_text().splitlines()
-    assert len(table) == 4 and table[2].startswith("| U-Net | - |")
-    assert table[3].split(" | ")[8] == "-"  # the Dubai column
+    assert len(table) == 6 and table[4].startswith("| U-Net | - |")
+    assert table[5].split(" | ")[8] == "-"  # the Dubai column
+    assert table[2].split(" | ")[-1] == "- |"  # no MP/s for a render without a model
 
     # a column per model after photo and truth; Moscow rows then LandCover.ai rows
     grid = np.asarray(Image.open(tmp_path / "cmp" / "grid.png").convert("RGB"))

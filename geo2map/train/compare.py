@@ -27,7 +27,14 @@ from torch import nn
 from geo2map.models.card import ModelCard
 from geo2map.models.io import load_model
 from geo2map.train.config import load_config
-from geo2map.train.evaluate import evaluate_pipeline, mask_picture, predict, predict_samples
+from geo2map.train.evaluate import (
+    evaluate_pipeline,
+    mask_picture,
+    most_common_colour_baseline,
+    predict,
+    predict_samples,
+    snapped_map_oracle,
+)
 from geo2map.train.loop import Datasets, drawing, eval_factor
 
 DEFAULT_PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "train-default.yaml"
@@ -80,7 +87,7 @@ def compare(
     """Score each model (label -> model name or path) on ``pipeline``'s validation files;
     write the table, the results and the grid to ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, dict[str, Any]] = {}
+    rows = reference_rows(pipeline)
     for label, ref in models.items():
         scores = evaluate_pipeline(ref, pipeline, out_dir / _slug(label))
         model, card = load_model(ref)
@@ -93,6 +100,22 @@ def compare(
     (out_dir / "table.md").write_text(table(rows))
     picture_grid(models, pipeline).save(out_dir / "grid.png", optimize=True)
     return rows
+
+
+def reference_rows(pipeline: Path) -> dict[str, dict[str, Any]]:
+    """The two renders that need no model, on the same Moscow pairs: one flat colour (the
+    most common of the training maps), and the real map snapped to the palette."""
+    data = Datasets(load_config(pipeline))
+    if data.moscow_val is None:
+        return {}
+    trivial = most_common_colour_baseline(data.moscow_val, data.moscow_train)
+    return {
+        "most common map colour (trivial)": {**trivial, "budget": "-"},
+        "true map snapped to the palette (upper bound)": {
+            **snapped_map_oracle(data.moscow_val),
+            "budget": "-",
+        },
+    }
 
 
 def table(rows: dict[str, dict[str, Any]]) -> str:
