@@ -98,7 +98,7 @@ def compare(
         rows[label] = row
     (out_dir / "results.json").write_text(json.dumps(rows, indent=1))
     (out_dir / "table.md").write_text(table(rows))
-    picture_grid(models, pipeline).save(out_dir / "grid.png", optimize=True)
+    picture_grid(models, pipeline).quantize(256).save(out_dir / "grid.png", optimize=True)
     return rows
 
 
