@@ -26,7 +26,7 @@ from torch import nn
 
 from geo2map.models.card import ModelCard
 from geo2map.models.io import load_model
-from geo2map.train.config import load_config
+from geo2map.train.config import PipelineConfig, load_config
 from geo2map.train.evaluate import (
     evaluate_pipeline,
     mask_picture,
@@ -35,7 +35,7 @@ from geo2map.train.evaluate import (
     predict_samples,
     snapped_map_oracle,
 )
-from geo2map.train.loop import Datasets, drawing, eval_factor
+from geo2map.train.loop import Datasets, card_stages, drawing, eval_factor
 
 DEFAULT_PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "train-default.yaml"
 # (column title, results key); a key a model has no value for is drawn as "-"
@@ -67,14 +67,12 @@ def inference_mps(model: nn.Module, mean: list[float], std: list[float], side: i
 def training_budget(card: ModelCard) -> str:
     """Cumulative steps and minutes of every training stage the card records, and where
     ("-" for a card that records no training)."""
-    t = card.training
-    if not t.get("stages") and t.get("step") is None:
+    stages = card_stages(card)
+    if all(s.get("steps") is None for s in stages):
         return "-"
-    stages = t.get("stages") or [{"steps": t.get("step"), "elapsed_s": t.get("elapsed_s"),
-                                  "hardware": t.get("hardware", "")}]  # fmt: skip
     steps = sum(int(s.get("steps") or 0) for s in stages)
     minutes = sum(float(s.get("elapsed_s") or 0) for s in stages) / 60
-    gpu = any("no GPU" not in str(s.get("hardware", "no GPU")) for s in stages)
+    gpu = any("no GPU" not in str(s.get("hardware") or "no GPU") for s in stages)
     return f"{steps} steps, {minutes:.0f} min {'GPU' if gpu else 'CPU'}"
 
 
@@ -87,7 +85,11 @@ def compare(
     """Score each model (label -> model name or path) on ``pipeline``'s validation files;
     write the table, the results and the grid to ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = reference_rows(pipeline)
+    cfg = load_config(pipeline)
+    data = Datasets(cfg)
+    samples = grid_samples(data)
+    rows = reference_rows(data)
+    columns = []
     for label, ref in models.items():
         scores = evaluate_pipeline(ref, pipeline, out_dir / _slug(label))
         model, card = load_model(ref)
@@ -96,16 +98,16 @@ def compare(
         if speed:
             row["mps"] = inference_mps(model, card.input.mean, card.input.std)
         rows[label] = row
+        columns.append(grid_column(model, card, cfg, *samples))
     (out_dir / "results.json").write_text(json.dumps(rows, indent=1))
     (out_dir / "table.md").write_text(table(rows))
-    picture_grid(models, pipeline).quantize(256).save(out_dir / "grid.png", optimize=True)
+    picture_grid(*samples, columns).quantize(256).save(out_dir / "grid.png", optimize=True)
     return rows
 
 
-def reference_rows(pipeline: Path) -> dict[str, dict[str, Any]]:
+def reference_rows(data: Datasets) -> dict[str, dict[str, Any]]:
     """The two renders that need no model, on the same Moscow pairs: one flat colour (the
     most common of the training maps), and the real map snapped to the palette."""
-    data = Datasets(load_config(pipeline))
     if data.moscow_val is None:
         return {}
     trivial = most_common_colour_baseline(data.moscow_val, data.moscow_train)
@@ -127,24 +129,30 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def picture_grid(models: dict[str, str], pipeline: Path) -> Image.Image:
-    """Moscow rows (photo | map | each model's render), then LandCover.ai rows (photo | true
-    mask | each model's mask), every image at the model's GSD."""
-    cfg = load_config(pipeline)
-    data = Datasets(cfg)
-    d = cfg.data
+def grid_samples(data: Datasets) -> tuple[list[Any], list[Any]]:
+    """The first Moscow pairs and LandCover.ai chips of the validation split, for the grid."""
     n = min(GRID_SAMPLES, len(data.moscow_val), len(data.lc_val))
-    moscow = [data.moscow_val[i] for i in range(n)]
-    chips = [data.lc_val[i] for i in range(n)]
-    columns: list[tuple[list[np.ndarray], list[np.ndarray]]] = []
-    for ref in models.values():
-        model, card = load_model(ref)
-        mean, std, gsd = card.input.mean, card.input.std, card.input.gsd_m
-        renders, _ = predict_samples(model, moscow, mean, std, eval_factor(d.moscow_gsd_m, gsd))
-        with drawing(model, "landcover"):
-            _, masks = predict_samples(model, chips, mean, std,
-                                       eval_factor(d.landcover_gsd_m, gsd))  # fmt: skip
-        columns.append((renders, [mask_picture(m) for m in masks]))
+    return [data.moscow_val[i] for i in range(n)], [data.lc_val[i] for i in range(n)]
+
+
+def grid_column(
+    model: nn.Module, card: ModelCard, cfg: PipelineConfig, moscow: list[Any], chips: list[Any]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A model's renders of the Moscow photos and mask pictures of the chips, every image at
+    the model's GSD (a model of several styles draws the land-cover style for the masks)."""
+    d, mean, std, gsd = cfg.data, card.input.mean, card.input.std, card.input.gsd_m
+    renders, _ = predict_samples(model, moscow, mean, std, eval_factor(d.moscow_gsd_m, gsd))
+    with drawing(model, "landcover"):
+        _, masks = predict_samples(model, chips, mean, std, eval_factor(d.landcover_gsd_m, gsd))
+    return renders, [mask_picture(m) for m in masks]
+
+
+def picture_grid(
+    moscow: list[Any], chips: list[Any], columns: list[tuple[list[np.ndarray], list[np.ndarray]]]
+) -> Image.Image:
+    """Moscow rows (photo | map | each model's render), then LandCover.ai rows (photo | true
+    mask | each model's mask)."""
+    n = len(moscow)
     grid = Image.new("RGB", ((2 + len(columns)) * CELL, 2 * n * CELL), "white")
 
     def put(img: np.ndarray, row: int, col: int) -> None:

@@ -259,14 +259,19 @@ def start_weights(
         )
     if load_grown(G, src.state_dict()):
         seed_new_classes(cfg, src, G, data, len(card.classes))
+    return {"init_from": str(path), "stages": card_stages(card)}
+
+
+def card_stages(card: ModelCard) -> list[dict[str, Any]]:
+    """The training stages a card records; a card from before stages were recorded: its run
+    as one stage."""
     t = card.training
-    stages = list(t.get("stages") or [])
-    if not stages:  # a card from before stages were recorded: its run is one stage
-        stages = [{
-            "name": t.get("pipeline", {}).get("name", card.name), "steps": t.get("step"),
-            "elapsed_s": t.get("elapsed_s"), "hardware": t.get("hardware"),
-        }]  # fmt: skip
-    return {"init_from": str(path), "stages": stages}
+    if t.get("stages"):
+        return list(t["stages"])
+    return [{
+        "name": t.get("pipeline", {}).get("name", card.name), "steps": t.get("step"),
+        "elapsed_s": t.get("elapsed_s"), "hardware": t.get("hardware"),
+    }]  # fmt: skip
 
 
 def seed_new_classes(
