@@ -115,3 +115,33 @@ def test_a_stargan_stage_starts_from_the_last_stage_weights(tmp_path):
     result = CliRunner().invoke(app, ["train", str(STARGAN), "--no-progress", *bigger])
     assert result.exit_code == 2, result.output
     assert "start from a model of the same architecture" in result.stderr
+
+
+def test_a_stargan_draws_at_inference_what_it_drew_in_training():
+    """Each style normalizes with statistics measured on what it is drawn from (a training
+    batch mixes photos, maps and mask pictures, whose running mean fits no single one):
+    eval mode on a calibration batch reproduces train mode on that batch."""
+    from geo2map.models.stargan import StarGanGenerator, calibrate_style_statistics
+    from geo2map.train.stargan import style_palettes
+
+    torch.manual_seed(0)
+    G = StarGanGenerator(["photo", "osm", "landcover"], style_palettes(), base=8, n_blocks=1)
+    for cbn in G.style_norms:  # styles that differ, as a trained model's do
+        torch.nn.init.normal_(cbn.scale.weight, 1.0, 0.3)
+        torch.nn.init.normal_(cbn.shift.weight, 0.0, 0.3)
+    photos = torch.rand(4, 3, 32, 32) * 1.6 - 0.9
+    mixed = torch.cat([photos, torch.full((4, 3, 32, 32), 0.8)])  # photos with flat pictures
+    landcover = torch.full((4,), 2)
+    with torch.no_grad():
+        G.train()
+        G.translate(mixed, torch.full((8,), 1))  # running statistics of a mixed batch
+        trained = G.translate(photos, landcover)
+        G.eval()
+        uncalibrated = G.translate(photos, landcover)
+        calibrate_style_statistics(G, {"landcover": [photos]})
+        assert not G.training
+        drawn = G.translate(photos, landcover)
+        osm = G.translate(photos, torch.full((4,), 1))
+    assert torch.allclose(drawn, trained, atol=1e-4)
+    assert not torch.allclose(uncalibrated, trained, atol=1e-2)
+    assert not torch.allclose(osm, drawn, atol=1e-2)  # another style: its own scale and shift

@@ -2,7 +2,11 @@
 
 The generator G(x, c) is the tiling-safe CycleGAN ResNet generator (batch norm, resize +
 conv upsampling: models/cyclegan.py) whose input is the image plus one constant plane per
-style, the one-hot style label ``c`` (as in the paper). Its styles here: ``photo`` (the
+style, the one-hot style label ``c`` (as in the paper). With ``style_norm`` (the default) every
+batch norm also takes its scale and shift from the target style (conditional batch norm, as
+in later StarGAN/AdaIN work): the one-hot planes alone become a constant offset after the
+first convolution, which the batch norm that follows mostly removes, and the styles came out
+alike. Its styles here: ``photo`` (the
 satellite image itself), ``osm`` (OpenStreetMap's standard style) and ``landcover`` (the
 land-cover mask drawn in its class colours), so map -> photo comes from the same network.
 
@@ -26,6 +30,84 @@ from geo2map.models.palette_head import nearest_colour_logits
 Palette = list[list[int]]
 
 
+class StyleBatchNorm(nn.Module):
+    """Batch norm whose scale and shift are chosen per image by its target style (set in
+    ``style`` before each forward), with statistics of its own per style at inference.
+
+    One set of running statistics does not fit: a training batch mixes photos, maps and
+    mask pictures, so its running mean is of no single input, and the land-cover style drawn
+    with it was all water where the same weights in train mode drew the mask. Each style's
+    statistics are measured after training instead (:func:`calibrate_style_statistics`, as
+    precise batch norm does), on batches of what that style is drawn from at inference.
+    They are fixed numbers in eval mode, so tiles and whole images still agree."""
+
+    def __init__(self, channels: int, styles: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False, eps=eps)
+        self.scale = nn.Embedding(styles, channels)
+        self.shift = nn.Embedding(styles, channels)
+        nn.init.ones_(self.scale.weight)
+        nn.init.zeros_(self.shift.weight)
+        self.register_buffer("style_mean", torch.zeros(styles, channels))
+        self.register_buffer("style_var", torch.ones(styles, channels))
+        self.eps = eps
+        self.style: torch.Tensor | None = None
+        self.collected: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.style is None:
+            raise RuntimeError("StyleBatchNorm needs its style set before forward")
+        if self.collected is not None:  # calibration: normalize by the batch, and record it
+            mean, var = x.float().mean((0, 2, 3)), x.float().var((0, 2, 3), unbiased=False)
+            self.collected.append((mean, var))
+            y = self._normalize(x, mean[None], var[None])
+        elif self.training:
+            y = self.norm(x)
+        else:
+            y = self._normalize(x, self.style_mean[self.style], self.style_var[self.style])
+        scale = self.scale(self.style)[:, :, None, None].to(y.dtype)
+        shift = self.shift(self.style)[:, :, None, None].to(y.dtype)
+        return y * scale + shift
+
+    def _normalize(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        """x normalized by (rows or 1, C) statistics."""
+        inv = torch.rsqrt(var + self.eps)
+        return (x - mean[:, :, None, None].to(x.dtype)) * inv[:, :, None, None].to(x.dtype)
+
+
+@torch.no_grad()
+def calibrate_style_statistics(G: StarGanGenerator, inputs: dict[str, list[torch.Tensor]]) -> None:
+    """Set each style's batch-norm statistics to the mean of the batch statistics of
+    ``inputs[style]`` (batches of images in [-1, 1], drawn in that style)."""
+    was_training = G.training
+    G.train()
+    for style, batches in inputs.items():
+        index = G.styles.index(style)
+        for cbn in G.style_norms:
+            cbn.collected = []
+        for x in batches:
+            G.translate(x, torch.full((len(x),), index, device=x.device))
+        for cbn in G.style_norms:
+            assert cbn.collected is not None
+            cbn.style_mean[index] = torch.stack([m for m, _ in cbn.collected]).mean(0)
+            cbn.style_var[index] = torch.stack([v for _, v in cbn.collected]).mean(0)
+    for cbn in G.style_norms:
+        cbn.collected = None
+    G.train(was_training)
+
+
+def condition_norms(net: nn.Module, styles: int) -> list[StyleBatchNorm]:
+    """Replace every BatchNorm2d inside ``net`` by a StyleBatchNorm; returns them."""
+    swapped = []
+    for parent in list(net.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.BatchNorm2d):
+                cbn = StyleBatchNorm(child.num_features, styles)
+                setattr(parent, name, cbn)
+                swapped.append(cbn)
+    return swapped
+
+
 class StarGanGenerator(nn.Module):
     def __init__(
         self,
@@ -36,11 +118,13 @@ class StarGanGenerator(nn.Module):
         base: int = 64,
         n_blocks: int = 6,
         norm: str = "batch",
+        style_norm: bool = True,
     ) -> None:
         super().__init__()
         self.styles = list(styles)
         self.num_classes = num_classes
         self.net = ResnetGenerator(3 + len(styles), 3, 0, base, n_blocks, norm)
+        self.style_norms = condition_norms(self.net, len(styles)) if style_norm else []
         self.multiple = self.net.multiple
         for name, rows in palettes.items():
             table = torch.tensor(rows, dtype=torch.float32)
@@ -57,6 +141,8 @@ class StarGanGenerator(nn.Module):
 
     def translate(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """Images in (x - 0.5) / 0.5 -> images of each row's style index, in [0, 1]."""
+        for cbn in self.style_norms:
+            cbn.style = style
         onehot = nn.functional.one_hot(style, len(self.styles)).to(x.dtype)
         planes = onehot[:, :, None, None].expand(-1, -1, *x.shape[-2:])
         return self.net(torch.cat([x, planes], 1))["render"]

@@ -69,6 +69,8 @@ class GanRun:
         }
         self.fields, self.progress = fields, progress
         self.best = -math.inf
+        # called before G is validated or saved (StarGAN measures its styles' statistics)
+        self.before_save: Callable[[], None] = lambda: None
         self.amp = {"device_type": self.device.type, "dtype": torch.bfloat16,
                     "enabled": cfg.train.bf16}  # fmt: skip
 
@@ -123,6 +125,7 @@ class GanRun:
         done = step + 1
 
         def validate(row: dict[str, Any]) -> None:
+            self.before_save()
             record = self.record(done)
             self.best = validate_and_keep_best(
                 self.cfg, self.G, self.archs["G"]["kwargs"], self.data, self.out, done, record,
@@ -144,6 +147,7 @@ class GanRun:
 
     def finish(self) -> Path:
         """Save the last weights with their card; the best ones were saved on validation."""
+        self.before_save()
         record = self.record(self.log.done)
         card = make_card(self.cfg, self.archs["G"]["kwargs"], self.data, record, self.G.multiple)
         save_model(self.G, card, self.out / "last")

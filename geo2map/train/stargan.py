@@ -25,6 +25,7 @@ from torch.nn import functional as F
 
 from geo2map.errors import Geo2MapError
 from geo2map.models.card import DEFAULT_CLASSES
+from geo2map.models.stargan import calibrate_style_statistics
 from geo2map.train.config import PipelineConfig
 from geo2map.train.data import IGNORE_LABEL
 from geo2map.train.gan_run import GanRun
@@ -119,6 +120,30 @@ class StyleBatches:
         return x, torch.cat(labels), pairs
 
 
+def calibration_inputs(
+    cfg: PipelineConfig, data: Datasets, styles: list[str], batches: int = 8
+) -> dict[str, list[torch.Tensor]]:
+    """Batches of what each style learns to draw from in training's paired batches, for its
+    batch-norm statistics: Moscow photos for ``osm``, LandCover.ai photos for ``landcover``,
+    Moscow maps (else mask pictures) for ``photo``. Fixed draws, so every calibration of a
+    run sees the same images."""
+    d, inputs = cfg.data, {s: [] for s in styles}
+    for i in range(batches):
+        rng = [np.random.default_rng([cfg.seed, 10**6 + i, k]) for k in range(2)]
+        if data.moscow_train is not None:
+            b = draw_batch(cfg, data.moscow_train, d.moscow_batch, rng[0], d.moscow_gsd_m)
+            inputs["photo"].append(b["map_rgb"] * 2 - 1)
+            if "osm" in inputs:
+                inputs["osm"].append(b["image"])
+        if data.lc_train is not None:
+            b = draw_batch(cfg, data.lc_train, d.landcover_batch, rng[1], d.landcover_gsd_m)
+            if "landcover" in inputs:
+                inputs["landcover"].append(b["image"])
+            if data.moscow_train is None:
+                inputs["photo"].append(mask_picture(b["mask"]) * 2 - 1)
+    return {s: batch for s, batch in inputs.items() if batch}
+
+
 def train_stargan(cfg: PipelineConfig, progress: bool = True) -> Path:
     kw_g = stargan_kwargs(cfg)  # before the data load: a missing source fails fast
     styles = kw_g["styles"]
@@ -131,6 +156,16 @@ def train_stargan(cfg: PipelineConfig, progress: bool = True) -> Path:
     run.resume()
     G, D, device = run.modules["G"], run.modules["D"], run.device
     batches = StyleBatches(cfg, run.data, styles)
+    calibration = {
+        s: [x.to(device).contiguous(memory_format=torch.channels_last) for x in xs]
+        for s, xs in calibration_inputs(cfg, run.data, styles).items()
+    }
+
+    def calibrate() -> None:
+        with torch.autocast(**run.amp):
+            calibrate_style_statistics(G, calibration)
+
+    run.before_save = calibrate
     for step in run.log.steps():
         factor = run.schedule(step)
         x, org, pairs = batches.step(step)
