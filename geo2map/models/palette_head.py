@@ -89,3 +89,10 @@ def nearest_colour_logits(
         if of_class.shape[1]:
             logits[:, k] = -of_class.min(dim=1).values * 1e3
     return logits
+
+
+def snap_to_palette(render: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+    """Each pixel of ``render`` (B, 3, H, W) in [0, 1] replaced by its nearest of ``colours``
+    (K, 3): a map in the style's flat colours, pixel by pixel (so tiles agree)."""
+    distance = ((render[:, None] - colours[None, :, :, None, None]) ** 2).sum(dim=2)
+    return colours[distance.argmin(dim=1)].permute(0, 3, 1, 2).to(render.dtype)

@@ -13,6 +13,10 @@ land-cover mask drawn in its class colours), so map -> photo comes from the same
 At inference the model draws one style, chosen by name (``--style``; ``style`` below), and
 its mask is read back from the render: each pixel's class is the class of the style's
 nearest palette colour (a map style is a small set of flat colours, each of one class).
+With ``snap`` (the default) the render is drawn in those flat colours too, each pixel its
+nearest palette colour, as the default model's palette head draws: the network's own colours
+are blends near the palette, and snapping them makes a map that reads as one (and scores
+better: docs/models.md). Training never snaps.
 The discriminator is a PatchGAN trunk with two heads: real/fake per patch, and the style of
 the whole image (the domain-classification head of the paper).
 """
@@ -24,7 +28,7 @@ from torch import nn
 
 from geo2map.models.cyclegan import ResnetGenerator
 from geo2map.models.discriminator import PatchGAN
-from geo2map.models.palette_head import nearest_colour_logits
+from geo2map.models.palette_head import nearest_colour_logits, snap_to_palette
 
 # A style's palette: [r, g, b, class] rows; the colour nearest a pixel gives its class.
 Palette = list[list[int]]
@@ -119,12 +123,14 @@ class StarGanGenerator(nn.Module):
         n_blocks: int = 6,
         norm: str = "batch",
         style_norm: bool = True,
+        snap: bool = True,
     ) -> None:
         super().__init__()
         self.styles = list(styles)
         self.num_classes = num_classes
         self.net = ResnetGenerator(3 + len(styles), 3, 0, base, n_blocks, norm)
         self.style_norms = condition_norms(self.net, len(styles)) if style_norm else []
+        self.snap = snap
         self.multiple = self.net.multiple
         for name, rows in palettes.items():
             table = torch.tensor(rows, dtype=torch.float32)
@@ -149,8 +155,11 @@ class StarGanGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         index = torch.full((x.shape[0],), self.styles.index(self.style), device=x.device)
-        render = self.translate(x, index)
-        return {"render": render, "mask_logits": self.mask_logits(render.float())}
+        render = self.translate(x, index).float()
+        logits = self.mask_logits(render)
+        if self.snap:
+            render = snap_to_palette(render, getattr(self, f"palette_{self.style}"))
+        return {"render": render, "mask_logits": logits}
 
     def mask_logits(self, render: torch.Tensor) -> torch.Tensor:
         """Class logits of a render in the current style (its nearest palette colour's)."""
