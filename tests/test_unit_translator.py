@@ -39,6 +39,8 @@ def test_unit_translates_a_scene_and_reads_its_mask_from_the_map_colours(tmp_pat
     colours = torch.tensor(PALETTE_RGB, dtype=torch.float32) / 255
     nearest = ((out["render"][:, None] - colours[None, :, :, None, None]) ** 2).sum(2).argmin(1)
     assert torch.equal(out["mask_logits"].argmax(1), torch.from_numpy(PALETTE_CLASS)[nearest])
+    # the map is drawn in the palette's flat colours (each pixel its nearest one)
+    assert torch.equal(out["render"], colours[nearest].permute(0, 3, 1, 2))
 
 
 def test_cyclegan_and_unit_tiles_match_their_whole_image_output(scenes, tmp_path):

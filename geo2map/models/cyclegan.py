@@ -4,6 +4,8 @@ Johnson et al. / CycleGAN layout (c7s1-64, two stride-2 downs, N residual blocks
 c7s1-3) with two DESIGN.md changes: batch norm instead of instance norm (per-chip statistics
 make neighbouring chips disagree), and bilinear resize + conv instead of transposed conv
 (no checkerboards). Optional mask head so the sat->map generator fits geo2map's interface.
+With ``snap_palette`` (the map style's colours) eval mode draws each pixel in its nearest
+palette colour, as StarGAN's and UNIT's maps are drawn; training sees the network's colours.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from geo2map.models.palette_head import snap_to_palette
 
 
 def norm_layer(c: int, kind: str) -> nn.Module:
@@ -42,8 +46,14 @@ class ResnetGenerator(nn.Module):
         base: int = 64,
         n_blocks: int = 6,
         norm: str = "batch",
+        snap_palette: list[list[int]] | None = None,
     ) -> None:
         super().__init__()
+        colours = None
+        if snap_palette is not None:
+            colours = torch.tensor(snap_palette, dtype=torch.float32)[:, :3] / 255.0
+        self.snap_colours: torch.Tensor | None
+        self.register_buffer("snap_colours", colours, persistent=False)
         self.stem = nn.Sequential(
             nn.ReflectionPad2d(3),
             nn.Conv2d(in_channels, base, 7),
@@ -73,6 +83,8 @@ class ResnetGenerator(nn.Module):
         y = self.up2(y)
         # tanh in [-1, 1] as in CycleGAN, reported as [0, 1]
         out = {"render": (torch.tanh(self.render_head(y)) + 1) / 2}
+        if self.snap_colours is not None and not self.training:
+            out["render"] = snap_to_palette(out["render"].float(), self.snap_colours)
         if self.mask_head is not None:
             out["mask_logits"] = self.mask_head(y)
         return out

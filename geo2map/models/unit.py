@@ -7,7 +7,8 @@ code); training adds the noise, inference uses the mean. Blocks as the CycleGAN 
 here (batch norm, bilinear resize + conv upsampling: tiling-safe, no checkerboards).
 
 ``forward`` translates photo -> map, and reads the mask back from the map: each pixel's class
-is that of the nearest OSM palette colour.
+is that of the nearest OSM palette colour. With ``snap`` (the default) the map is drawn in
+those flat colours too, as StarGAN's is (models/stargan.py); training never snaps.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from geo2map.models.cyclegan import ResBlock, norm_layer
-from geo2map.models.palette_head import nearest_colour_logits
+from geo2map.models.palette_head import nearest_colour_logits, snap_to_palette
 
 DOMAINS = ("photo", "map")
 
@@ -63,6 +64,7 @@ class UnitTranslator(nn.Module):
         base: int = 32,
         n_res: int = 4,
         norm: str = "batch",
+        snap: bool = True,
     ) -> None:
         """``palette``: the map style's [r, g, b, class] rows (the mask read-back);
         ``n_res`` residual blocks per encoder and per generator, one of each shared."""
@@ -75,6 +77,7 @@ class UnitTranslator(nn.Module):
         self.register_buffer("colours", table[:, :3] / 255.0, persistent=False)
         self.register_buffer("classes", table[:, 3].long(), persistent=False)
         self.num_classes = num_classes
+        self.snap = snap
         self.multiple = 4
 
     def encode(self, x: torch.Tensor, domain: int) -> torch.Tensor:
@@ -86,6 +89,8 @@ class UnitTranslator(nn.Module):
         return self.decoders[domain](self.shared_decoder(z), size)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        render = self.decode(self.encode(x, 0), 1, x.shape[-2:])
-        logits = nearest_colour_logits(render.float(), self.colours, self.classes, self.num_classes)
+        render = self.decode(self.encode(x, 0), 1, x.shape[-2:]).float()
+        logits = nearest_colour_logits(render, self.colours, self.classes, self.num_classes)
+        if self.snap:
+            render = snap_to_palette(render, self.colours)
         return {"render": render, "mask_logits": logits}

@@ -19,6 +19,7 @@ from geo2map.train.data import augment, collate
 from geo2map.train.gan_run import GanRun
 from geo2map.train.loop import model_kwargs
 from geo2map.train.losses import dice_loss, gan_loss, masked_ce
+from geo2map.train.palette import PALETTE_RGB
 
 
 class ImagePool:
@@ -57,6 +58,8 @@ def _cl(x: torch.Tensor) -> torch.Tensor:
 
 def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
     kw_g = model_kwargs(cfg)
+    if kw_g.pop("snap", False):  # YAML shorthand: draw in the OSM palette at inference
+        kw_g["snap_palette"] = PALETTE_RGB.tolist()
     rev = cfg.reverse_model or cfg.model
     kw_f = {**rev.kwargs, "num_classes": 0} if rev.name == "cyclegan-resnet" else dict(rev.kwargs)
     dkw = dict(cfg.discriminator.kwargs) if cfg.discriminator else {}
