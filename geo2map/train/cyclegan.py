@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from geo2map.train.batch_norm import photo_batches, recompute_batch_norm
 from geo2map.train.config import PipelineConfig
 from geo2map.train.data import augment, collate
 from geo2map.train.gan_run import GanRun
@@ -88,6 +89,14 @@ def train_cyclegan(cfg: PipelineConfig, progress: bool = True) -> Path:
 
     def unit_to_sat(x: torch.Tensor) -> torch.Tensor:
         return (x - mean) / std
+
+    photos = [_cl(x.to(device)) for x in photo_batches(cfg, data)]
+
+    def measure_photo_statistics() -> None:  # G also sees maps in training (identity term)
+        with torch.autocast(**run.amp):
+            recompute_batch_norm(G, G, photos)
+
+    run.before_save = measure_photo_statistics
 
     def pool_tensors() -> dict[str, torch.Tensor]:
         return {f"pool_{k}": p.state() for k, p in pools.items() if p.state() is not None}
