@@ -30,3 +30,25 @@ def test_shipped_default_model_loads_and_is_documented():
     palette = np.array(card.architecture.kwargs["palette"])
     colours = (out["render"][0].permute(1, 2, 0).reshape(-1, 3) * 255).round().int().numpy()
     assert {tuple(c) for c in colours} <= {tuple(c) for c in palette}  # flat map colours
+
+
+def test_cyclegan_stargan_and_unit_ship_by_name_and_draw_in_flat_map_colours():
+    """The image-to-image families ship beside the default (at most 25 MB each), chosen by
+    name, each with its campaign on its card; each draws its map in the OSM palette's colours
+    and yields a mask."""
+    from geo2map.models.io import ModelRef
+    from geo2map.train.palette import PALETTE_RGB
+
+    osm = {tuple(int(v) for v in c) for c in PALETTE_RGB}
+    for name in ("cyclegan", "stargan", "unit"):
+        weights, _ = model_paths(name)
+        assert weights.stat().st_size <= 25 * 2**20, name
+        model, card = load_model(ModelRef(name, style="osm") if name == "stargan" else name)
+        assert card.training["cumulative_steps"] > 0 and card.training["stages"], name
+        assert card.metrics["validation"]["rmse"] > 0, name
+        side = card.input.multiple * 16
+        with torch.inference_mode():
+            out = model(torch.rand(1, 3, side, side) * 2 - 1)
+        assert out["mask_logits"].shape == (1, len(card.classes), side, side), name
+        colours = (out["render"][0].permute(1, 2, 0).reshape(-1, 3) * 255).round().int().numpy()
+        assert {tuple(c) for c in colours} <= osm, name

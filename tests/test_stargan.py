@@ -18,6 +18,7 @@ TINY = [
     "model.kwargs.base=8", "model.kwargs.n_blocks=1", "discriminator.kwargs.base=8",
     "data.crop=64", "data.moscow_batch=1", "data.landcover_batch=1", "train.steps=2",
     "train.val_every=2", "train.val_moscow=2", "train.val_landcover=2", "loss.paired=1.0",
+    "loss.paired_ce=1.0",
 ]  # fmt: skip
 
 
@@ -145,3 +146,15 @@ def test_a_stargan_draws_at_inference_what_it_drew_in_training():
     assert torch.allclose(drawn, trained, atol=1e-4)
     assert not torch.allclose(uncalibrated, trained, atol=1e-2)
     assert not torch.allclose(osm, drawn, atol=1e-2)  # another style: its own scale and shift
+
+
+def test_the_paired_colour_loss_pulls_a_blend_to_its_own_palette_colour():
+    from geo2map.train.losses import nearest_colour_ce
+
+    colours = torch.tensor([[0.9, 0.9, 0.9], [0.8, 0.3, 0.2], [0.3, 0.6, 0.3]])
+    target = colours[torch.tensor([[0, 1], [2, 1]])].permute(2, 0, 1)[None]  # (1, 3, 2, 2)
+    blend = ((target + colours[0][:, None, None]) / 2).requires_grad_()
+    assert nearest_colour_ce(target, target, colours) < nearest_colour_ce(blend, target, colours)
+    nearest_colour_ce(blend, target, colours).backward()
+    step = -blend.grad  # gradient descent moves each pixel toward its target colour
+    assert ((step * (target - blend.detach())).sum(dim=1) > 0)[0, 1, 1]

@@ -201,6 +201,12 @@ class LossConfig(_Strict):
     paired: float = Field(
         default=0.0, ge=0, description="StarGAN: L1 to the paired target where a pair exists"
     )
+    paired_ce: float = Field(
+        default=0.0,
+        ge=0,
+        description="StarGAN: cross-entropy of the paired drawing's colours among its style's "
+        "palette (each pixel's target: the nearest palette colour of the paired picture)",
+    )
 
 
 class OptimConfig(_Strict):

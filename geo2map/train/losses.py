@@ -78,3 +78,17 @@ def gan_loss(pred: torch.Tensor, real: bool, mode: str = "lsgan") -> torch.Tenso
     if mode == "lsgan":
         return F.mse_loss(pred, target)
     return F.binary_cross_entropy_with_logits(pred, target)
+
+
+def nearest_colour_ce(
+    drawn: torch.Tensor, target: torch.Tensor, colours: torch.Tensor, sharpness: float = 100.0
+) -> torch.Tensor:
+    """Cross-entropy of a drawing's colours read as a choice among ``colours`` (K, 3): each
+    pixel's logits are minus its squared distances to them (x ``sharpness``), its label the
+    colour nearest the target picture's pixel. L1 alone settles on blends between colours;
+    this pushes each pixel to its own colour and away from the others."""
+
+    def distance(img: torch.Tensor) -> torch.Tensor:
+        return ((img[:, None] - colours[None, :, :, None, None]) ** 2).sum(dim=2)
+
+    return F.cross_entropy(-sharpness * distance(drawn), distance(target).argmin(dim=1))

@@ -8,7 +8,8 @@ adversarial (LSGAN here, where the paper uses WGAN-GP: the same loss family as t
 modes, one discriminator update per generator update), style classification of real images
 (for D) and of fakes (for G), and reconstruction back to the original style (``loss.cycle``).
 ``loss.paired`` > 0 adds an L1 term where a pair exists (a Moscow photo -> its map, a
-LandCover.ai photo -> its mask picture).
+LandCover.ai photo -> its mask picture); ``loss.paired_ce`` > 0 a cross-entropy of the
+drawing's colours among the style's palette colours (losses.nearest_colour_ce).
 
 Validation scores the OSM style on the Moscow pairs and the land-cover style, read back as
 classes, on the LandCover.ai chips, as the other modes are scored.
@@ -30,7 +31,7 @@ from geo2map.train.config import PipelineConfig
 from geo2map.train.data import IGNORE_LABEL
 from geo2map.train.gan_run import GanRun
 from geo2map.train.loop import Datasets, draw_batch
-from geo2map.train.losses import gan_loss
+from geo2map.train.losses import gan_loss, nearest_colour_ce
 from geo2map.train.palette import palette_rows
 
 STYLES = ("photo", "osm", "landcover")
@@ -196,14 +197,17 @@ def train_stargan(cfg: PipelineConfig, progress: bool = True) -> Path:
             }
             back = G.translate(fake_cl, org).float() * 2 - 1
             parts["cycle"] = L.cycle * (back - x.float()).abs().mean() / 2
-            if L.paired > 0 and pairs:
-                paired = []
+            if (L.paired > 0 or L.paired_ce > 0) and pairs:
+                paired = []  # the log's "paired" holds both terms
                 for style, (rows, target) in pairs.items():
-                    rows = rows.to(device)
+                    rows, target = rows.to(device), target.to(device)
                     target_style = torch.full_like(rows, styles.index(style))
                     drawn = G.translate(x[rows], target_style).float()
-                    paired.append((drawn - target.to(device)).abs().mean())
-                parts["paired"] = L.paired * sum(paired) / len(paired)
+                    paired.append(L.paired * (drawn - target).abs().mean())
+                    if L.paired_ce > 0:
+                        colours = getattr(G, f"palette_{style}")
+                        paired.append(L.paired_ce * nearest_colour_ce(drawn, target, colours))
+                parts["paired"] = sum(paired) / len(pairs)
         loss_g = sum(parts.values())
         run.update("G", loss_g)
         run.end_step(
