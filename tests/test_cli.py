@@ -354,4 +354,6 @@ def test_a_shipped_model_is_chosen_by_name_and_an_unknown_name_lists_them(scenes
     assert model_paths("default") == model_paths(DEFAULT_MODEL)
     out = tmp_path / "out"
     result = run("translate", scenes / DUTCH, "--out", out, "--model", "cyclegan-nonesuch")
-    assert_clean_failure(result, "or a shipped model by name (cyclegan, default, stargan, unit)", out)
+    assert_clean_failure(
+        result, "or a shipped model by name (cyclegan, default, stargan, unit)", out
+    )
