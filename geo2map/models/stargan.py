@@ -147,6 +147,9 @@ class StarGanGenerator(nn.Module):
 
     def translate(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """Images in (x - 0.5) / 0.5 -> images of each row's style index, in [0, 1]."""
+        # Shared state: threads that share a model (Dask tasks) may overwrite it while another
+        # forward runs. Harmless at inference, where every forward draws one style in batches
+        # of one shape (one chip on CPUs, padded task batches on GPUs): they write equal values.
         for cbn in self.style_norms:
             cbn.style = style
         onehot = nn.functional.one_hot(style, len(self.styles)).to(x.dtype)
