@@ -146,18 +146,19 @@ class StarGanGenerator(nn.Module):
         self.style = name
 
     def translate(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """Images in (x - 0.5) / 0.5 -> images of each row's style index, in [0, 1]."""
+        """Images in (x - 0.5) / 0.5 -> images of each row's style index (or of one index for
+        every row), in [0, 1]."""
         # Shared state: threads that share a model (Dask tasks) may overwrite it while another
-        # forward runs. Harmless at inference, where every forward draws one style in batches
-        # of one shape (one chip on CPUs, padded task batches on GPUs): they write equal values.
+        # forward runs. Harmless at inference: ``forward`` passes one row for the whole batch,
+        # the model's style, so every thread writes the same value whatever its batch size.
         for cbn in self.style_norms:
             cbn.style = style
         onehot = nn.functional.one_hot(style, len(self.styles)).to(x.dtype)
-        planes = onehot[:, :, None, None].expand(-1, -1, *x.shape[-2:])
+        planes = onehot[:, :, None, None].expand(len(x), -1, *x.shape[-2:])
         return self.net(torch.cat([x, planes], 1))["render"]
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        index = torch.full((x.shape[0],), self.styles.index(self.style), device=x.device)
+        index = torch.full((1,), self.styles.index(self.style), device=x.device)
         render = self.translate(x, index).float()
         logits = self.mask_logits(render)
         if self.snap:
