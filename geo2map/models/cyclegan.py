@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from geo2map.models.palette_head import snap_to_palette
+from geo2map.models.palette_head import nearest_colours
 
 
 def norm_layer(c: int, kind: str) -> nn.Module:
@@ -84,7 +84,7 @@ class ResnetGenerator(nn.Module):
         # tanh in [-1, 1] as in CycleGAN, reported as [0, 1]
         out = {"render": (torch.tanh(self.render_head(y)) + 1) / 2}
         if self.snap_colours is not None and not self.training:
-            out["render"] = snap_to_palette(out["render"].float(), self.snap_colours)
+            out["render"] = nearest_colours(out["render"].float(), self.snap_colours)
         if self.mask_head is not None:
             out["mask_logits"] = self.mask_head(y)
         return out

@@ -74,25 +74,52 @@ def render_from_logits(
     return palette[index].permute(0, 3, 1, 2)
 
 
+def colour_distances(render: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+    """Squared distance of each pixel of ``render`` (B, 3, H, W) to each of ``colours``
+    (K, 3): (B, K, H, W)."""
+    return ((render[:, None] - colours[None, :, :, None, None]) ** 2).sum(dim=2)
+
+
 def nearest_colour_logits(
     render: torch.Tensor, colours: torch.Tensor, classes: torch.Tensor, num_classes: int
 ) -> torch.Tensor:
     """Class logits of a map drawn in flat colours (``colours`` (K, 3) in [0, 1], each of
     class ``classes[k]``): minus the squared distance to the class's nearest colour, so the
     nearest colour's class wins; a class without a colour gets -1e4."""
-    distance = ((render[:, None] - colours[None, :, :, None, None]) ** 2).sum(dim=2)
+    return _class_logits(colour_distances(render, colours), classes, num_classes)
+
+
+def read_map(
+    render: torch.Tensor,
+    colours: torch.Tensor,
+    classes: torch.Tensor,
+    num_classes: int,
+    snap: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(render, class logits) of a map drawn in ``colours``: the logits as
+    :func:`nearest_colour_logits`, and with ``snap`` the render redrawn in the palette, each
+    pixel its nearest colour (per pixel, so tiles agree). One distance computation for both."""
+    distance = colour_distances(render, colours)
+    logits = _class_logits(distance, classes, num_classes)
+    return (_nearest(distance, colours, render.dtype) if snap else render), logits
+
+
+def nearest_colours(render: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+    """``render`` (B, 3, H, W) in [0, 1] redrawn in ``colours`` (K, 3), each pixel its
+    nearest colour."""
+    return _nearest(colour_distances(render, colours), colours, render.dtype)
+
+
+def _nearest(distance: torch.Tensor, colours: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return colours[distance.argmin(dim=1)].permute(0, 3, 1, 2).to(dtype)
+
+
+def _class_logits(distance: torch.Tensor, classes: torch.Tensor, num_classes: int) -> torch.Tensor:
     logits = torch.full(
-        (render.shape[0], num_classes, *render.shape[-2:]), -1e4, device=render.device
+        (distance.shape[0], num_classes, *distance.shape[-2:]), -1e4, device=distance.device
     )
     for k in range(num_classes):
         of_class = distance[:, classes == k]
         if of_class.shape[1]:
             logits[:, k] = -of_class.min(dim=1).values * 1e3
     return logits
-
-
-def snap_to_palette(render: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
-    """Each pixel of ``render`` (B, 3, H, W) in [0, 1] replaced by its nearest of ``colours``
-    (K, 3): a map in the style's flat colours, pixel by pixel (so tiles agree)."""
-    distance = ((render[:, None] - colours[None, :, :, None, None]) ** 2).sum(dim=2)
-    return colours[distance.argmin(dim=1)].permute(0, 3, 1, 2).to(render.dtype)

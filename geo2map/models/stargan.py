@@ -28,7 +28,7 @@ from torch import nn
 
 from geo2map.models.cyclegan import ResnetGenerator
 from geo2map.models.discriminator import PatchGAN
-from geo2map.models.palette_head import nearest_colour_logits, snap_to_palette
+from geo2map.models.palette_head import read_map
 
 # A style's palette: [r, g, b, class] rows; the colour nearest a pixel gives its class.
 Palette = list[list[int]]
@@ -159,17 +159,12 @@ class StarGanGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         index = torch.full((1,), self.styles.index(self.style), device=x.device)
-        render = self.translate(x, index).float()
-        logits = self.mask_logits(render)
-        if self.snap:
-            render = snap_to_palette(render, getattr(self, f"palette_{self.style}"))
-        return {"render": render, "mask_logits": logits}
-
-    def mask_logits(self, render: torch.Tensor) -> torch.Tensor:
-        """Class logits of a render in the current style (its nearest palette colour's)."""
+        # the mask: each pixel's class is that of the style's nearest palette colour
         colours = getattr(self, f"palette_{self.style}")
         classes = getattr(self, f"classes_{self.style}")
-        return nearest_colour_logits(render, colours, classes, self.num_classes)
+        render, logits = read_map(self.translate(x, index).float(), colours, classes,
+                                  self.num_classes, self.snap)  # fmt: skip
+        return {"render": render, "mask_logits": logits}
 
 
 class StarGanDiscriminator(nn.Module):

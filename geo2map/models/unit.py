@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from geo2map.models.cyclegan import ResBlock, norm_layer
-from geo2map.models.palette_head import nearest_colour_logits, snap_to_palette
+from geo2map.models.palette_head import read_map
 
 DOMAINS = ("photo", "map")
 
@@ -90,7 +90,5 @@ class UnitTranslator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         render = self.decode(self.encode(x, 0), 1, x.shape[-2:]).float()
-        logits = nearest_colour_logits(render, self.colours, self.classes, self.num_classes)
-        if self.snap:
-            render = snap_to_palette(render, self.colours)
+        render, logits = read_map(render, self.colours, self.classes, self.num_classes, self.snap)
         return {"render": render, "mask_logits": logits}

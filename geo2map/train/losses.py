@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from geo2map.models.palette_head import colour_distances
 from geo2map.train.data import IGNORE_LABEL, PARTIAL_BASE
 
 
@@ -87,8 +88,5 @@ def nearest_colour_ce(
     pixel's logits are minus its squared distances to them (x ``sharpness``), its label the
     colour nearest the target picture's pixel. L1 alone settles on blends between colours;
     this pushes each pixel to its own colour and away from the others."""
-
-    def distance(img: torch.Tensor) -> torch.Tensor:
-        return ((img[:, None] - colours[None, :, :, None, None]) ** 2).sum(dim=2)
-
-    return F.cross_entropy(-sharpness * distance(drawn), distance(target).argmin(dim=1))
+    logits = -sharpness * colour_distances(drawn, colours)
+    return F.cross_entropy(logits, colour_distances(target, colours).argmin(dim=1))
