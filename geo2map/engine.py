@@ -28,6 +28,7 @@ from dask.sizeof import sizeof
 
 from geo2map.execution import Runner, threads_for_this_task
 from geo2map.gdal_settings import gdal_env
+from geo2map.models.snapping import snap_render
 from geo2map.plan import ScenePlan
 from geo2map.raster import read_model_window, read_output_valid
 from geo2map.schedule import BlockSchedule, ChipBox
@@ -105,7 +106,10 @@ def blend_block(plan: ScenePlan, block: Block, *batches: BatchResult) -> np.ndar
         )
         values, covered = blend_region(plan, stripe, outputs)
         ok = valid[top : top + stripe.height] & covered
-        out[:3, top : top + stripe.height] = np.where(ok, np.rint(values[:3]), 0)
+        render = values[:3]
+        if plan.render_palette is not None:
+            render = snap_render(render, plan.render_palette)
+        out[:3, top : top + stripe.height] = np.where(ok, np.rint(render), 0)
         out[3, top : top + stripe.height] = np.where(ok, first_argmax(values[3:]), MASK_NODATA)
     return out
 

@@ -18,6 +18,7 @@ from geo2map.errors import Geo2MapError
 from geo2map.execution import TorchThreads, available_cpus
 from geo2map.models.card import ModelCard
 from geo2map.models.io import ModelSource
+from geo2map.models.snapping import Palette, render_palette
 from geo2map.options import TranslateOptions
 from geo2map.raster import ModelGrid
 from geo2map.scene import Scene, inspect_scene, model_grid_shape, open_dataset, reading
@@ -40,6 +41,7 @@ class ScenePlan:
     device: str
     precision: str
     torch_threads: TorchThreads | None = None  # per model call (or per worker); from the runner
+    render_palette: Palette | None = None  # snap the blended render to these colours
 
     @property
     def rows(self) -> AxisMap:
@@ -90,6 +92,7 @@ def plan_for(scene: Scene, options: TranslateOptions, card: ModelCard) -> SceneP
         model=options.model_source,
         device=options.device,
         precision=options.precision,
+        render_palette=render_palette(card, options.style),
     )
 
 

@@ -23,6 +23,7 @@ from geo2map.models.external import is_external, is_onnx
 from geo2map.models.int8 import engine_available
 from geo2map.models.int8_cache import int8_model
 from geo2map.models.io import DEFAULT_MODEL, ModelSource, load_card, load_model
+from geo2map.models.snapping import without_snap
 from geo2map.tiling import pack_chip_output
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -150,7 +151,8 @@ class Translator:
                 dtype = pick_precision(dev, "auto")  # as if the card had no calibration
                 warnings.warn(f"{e}; running {dtype} instead", stacklevel=2)
         if model is None:
-            model, _ = load_model(path)
+            # chips unsnapped: the engine snaps after blending (models/snapping.py)
+            model = without_snap(load_model(path)[0])
         model = model.to(dev).eval()
         if dev.type != "mps":
             model = model.to(memory_format=torch.channels_last)

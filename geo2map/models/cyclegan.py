@@ -54,6 +54,7 @@ class ResnetGenerator(nn.Module):
             colours = torch.tensor(snap_palette, dtype=torch.float32)[:, :3] / 255.0
         self.snap_colours: torch.Tensor | None
         self.register_buffer("snap_colours", colours, persistent=False)
+        self.snap = snap_palette is not None
         self.stem = nn.Sequential(
             nn.ReflectionPad2d(3),
             nn.Conv2d(in_channels, base, 7),
@@ -75,6 +76,10 @@ class ResnetGenerator(nn.Module):
         self.mask_head = nn.Conv2d(base, num_classes, 1) if num_classes > 0 else None
         self.multiple = 4
 
+    def snap_palette(self) -> torch.Tensor | None:
+        """The colours eval mode snaps the render to, None without snap."""
+        return self.snap_colours if self.snap else None
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         size = x.shape[-2:]
         y = self.blocks(self.down(self.stem(x)))
@@ -83,7 +88,7 @@ class ResnetGenerator(nn.Module):
         y = self.up2(y)
         # tanh in [-1, 1] as in CycleGAN, reported as [0, 1]
         out = {"render": (torch.tanh(self.render_head(y)) + 1) / 2}
-        if self.snap_colours is not None and not self.training:
+        if self.snap and self.snap_colours is not None and not self.training:
             out["render"] = nearest_colours(out["render"].float(), self.snap_colours)
         if self.mask_head is not None:
             out["mask_logits"] = self.mask_head(y)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from geo2map.models.cyclegan import ResnetGenerator
 from geo2map.models.discriminator import PatchGAN
@@ -47,7 +48,6 @@ class StyleBatchNorm(nn.Module):
 
     def __init__(self, channels: int, styles: int, eps: float = 1e-5) -> None:
         super().__init__()
-        self.norm = nn.BatchNorm2d(channels, affine=False, eps=eps)
         self.scale = nn.Embedding(styles, channels)
         self.shift = nn.Embedding(styles, channels)
         nn.init.ones_(self.scale.weight)
@@ -65,13 +65,19 @@ class StyleBatchNorm(nn.Module):
             mean, var = x.float().mean((0, 2, 3)), x.float().var((0, 2, 3), unbiased=False)
             self.collected.append((mean, var))
             y = self._normalize(x, mean[None], var[None])
-        elif self.training:
-            y = self.norm(x)
+        elif self.training:  # batch statistics only: running ones would mix the styles
+            y = F.batch_norm(x, None, None, training=True, eps=self.eps)
         else:
             y = self._normalize(x, self.style_mean[self.style], self.style_var[self.style])
         scale = self.scale(self.style)[:, :, None, None].to(y.dtype)
         shift = self.shift(self.style)[:, :, None, None].to(y.dtype)
         return y * scale + shift
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        # weights saved before the unused running statistics were dropped still load
+        for legacy in ("running_mean", "running_var", "num_batches_tracked"):
+            state_dict.pop(f"{prefix}norm.{legacy}", None)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _normalize(self, x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
         """x normalized by (rows or 1, C) statistics."""
@@ -144,6 +150,10 @@ class StarGanGenerator(nn.Module):
         if name not in self.palettes:
             raise ValueError(f"unknown style {name!r}; known: {', '.join(self.palettes)}")
         self.style = name
+
+    def snap_palette(self) -> torch.Tensor | None:
+        """The colours the render is snapped to (the style's palette), None without snap."""
+        return getattr(self, f"palette_{self.style}") if self.snap else None
 
     def translate(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """Images in (x - 0.5) / 0.5 -> images of each row's style index (or of one index for

@@ -80,6 +80,10 @@ class UnitTranslator(nn.Module):
         self.snap = snap
         self.multiple = 4
 
+    def snap_palette(self) -> torch.Tensor | None:
+        """The colours the map is snapped to, None without snap."""
+        return self.colours if self.snap else None
+
     def encode(self, x: torch.Tensor, domain: int) -> torch.Tensor:
         """Images in [-1, 1] of ``domain`` (0 photo, 1 map) -> the latent mean."""
         return self.shared_encoder(self.encoders[domain](x))
