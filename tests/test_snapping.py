@@ -22,9 +22,12 @@ def test_the_palette_is_the_style_s_and_models_that_do_not_snap_have_none():
     assert render_palette(load_card("default")[1]) is None
 
 
-@pytest.mark.parametrize("style", ["osm", "landcover"])
-def test_stargan_tiles_match_the_whole_image_in_palette_colours(scenes, tmp_path, style):
-    opts = dict(model="stargan", style=style, output_grid="model", scheduler="sync")
+@pytest.mark.parametrize(
+    "model, style",
+    [("stargan", "osm"), ("stargan", "landcover"), ("unit", None), ("cyclegan", None)],
+)
+def test_tiles_match_the_whole_image_in_palette_colours(scenes, tmp_path, model, style):
+    opts = dict(model=model, style=style, output_grid="model", scheduler="sync")
     geo2map.translate(scenes / SCENE, tmp_path / "whole", chip_size=1024, overlap=0, **opts)
     geo2map.translate(scenes / SCENE, tmp_path / "tiled", chip_size=512, overlap=64, **opts)
     renders, masks = [], []
@@ -33,7 +36,7 @@ def test_stargan_tiles_match_the_whole_image_in_palette_colours(scenes, tmp_path
             renders.append(ds.read()[:, 32:-32, 32:-32].reshape(3, -1).T)
         with rasterio.open(next((tmp_path / kind).glob("*_mask.tif"))) as ds:
             masks.append(ds.read(1)[32:-32, 32:-32].ravel())
-    palette = {tuple(c) for c in render_palette(load_card("stargan")[1], style)}
+    palette = {tuple(c) for c in render_palette(load_card(model)[1], style)}
     for render in renders:  # flat colours only: no blends of two colours along chip overlaps
         assert {tuple(c) for c in np.unique(render, axis=0)} <= palette
     other_colour = (renders[0] != renders[1]).any(axis=1).mean()
