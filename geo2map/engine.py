@@ -106,10 +106,7 @@ def blend_block(plan: ScenePlan, block: Block, *batches: BatchResult) -> np.ndar
         )
         values, covered = blend_region(plan, stripe, outputs)
         ok = valid[top : top + stripe.height] & covered
-        render = values[:3]
-        if plan.render_palette is not None:
-            render = snap_render(render, plan.render_palette)
-        out[:3, top : top + stripe.height] = np.where(ok, np.rint(render), 0)
+        out[:3, top : top + stripe.height] = np.where(ok, np.rint(values[:3]), 0)
         out[3, top : top + stripe.height] = np.where(ok, first_argmax(values[3:]), MASK_NODATA)
     return out
 
@@ -120,6 +117,10 @@ def blend_region(
     """Blended values (C, h, w) and coverage (h, w) of an output-grid region."""
     rows, cols = plan.model_region(region)
     values, covered = blend_chips(plan.chips, outputs, rows, cols)
+    if plan.render_palette is not None:
+        # on the model grid: resampling then blends an edge between its two colours only,
+        # where snapping after it would draw a third colour along edges (models/snapping.py)
+        values[:3] = snap_render(values[:3], plan.render_palette)
     if plan.needs_resampling:
         # Resample values and coverage together, so uncovered model pixels carry no weight.
         stacked = np.concatenate([values * covered, covered[None].astype(np.float32)])
