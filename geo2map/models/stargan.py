@@ -73,7 +73,7 @@ class StyleBatchNorm(nn.Module):
         shift = self.shift(self.style)[:, :, None, None].to(y.dtype)
         return y * scale + shift
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
         # weights saved before the unused running statistics were dropped still load
         for legacy in ("running_mean", "running_var", "num_batches_tracked"):
             state_dict.pop(f"{prefix}norm.{legacy}", None)
