@@ -88,8 +88,9 @@ class ResnetGenerator(nn.Module):
         y = self.up2(y)
         # tanh in [-1, 1] as in CycleGAN, reported as [0, 1]
         out = {"render": (torch.tanh(self.render_head(y)) + 1) / 2}
-        if self.snap and self.snap_colours is not None and not self.training:
-            out["render"] = nearest_colours(out["render"].float(), self.snap_colours)
+        palette = self.snap_palette()
+        if palette is not None and not self.training:
+            out["render"] = nearest_colours(out["render"].float(), palette)
         if self.mask_head is not None:
             out["mask_logits"] = self.mask_head(y)
         return out

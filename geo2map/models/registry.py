@@ -10,14 +10,25 @@ from torch import nn
 from geo2map.models.card import Architecture
 
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+_FLAT_COLOURS: set[str] = set()  # may snap their render to a palette (snap_palette())
 
 
-def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register(
+    name: str, flat_colours: bool = False
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         _BUILDERS[name] = builder
+        if flat_colours:
+            _FLAT_COLOURS.add(name)
         return builder
 
     return decorate
+
+
+def may_draw_flat_colours(name: str) -> bool:
+    """Whether models of this architecture may snap their render to a palette: only these
+    are built to ask (a network build, e.g. the default's, costs seconds of imports)."""
+    return name in _FLAT_COLOURS
 
 
 def available() -> list[str]:
@@ -44,7 +55,7 @@ def _smp_unet(**kwargs: Any) -> nn.Module:
     return SmpUNetTranslator(**kwargs)
 
 
-@register("cyclegan-resnet")
+@register("cyclegan-resnet", flat_colours=True)
 def _cyclegan_resnet(**kwargs: Any) -> nn.Module:
     from geo2map.models.cyclegan import ResnetGenerator
 
@@ -58,7 +69,7 @@ def _patchgan(**kwargs: Any) -> nn.Module:
     return PatchGAN(**kwargs)
 
 
-@register("stargan")
+@register("stargan", flat_colours=True)
 def _stargan(**kwargs: Any) -> nn.Module:
     from geo2map.models.stargan import StarGanGenerator
 
@@ -72,7 +83,7 @@ def _stargan_d(**kwargs: Any) -> nn.Module:
     return StarGanDiscriminator(**kwargs)
 
 
-@register("unit")
+@register("unit", flat_colours=True)
 def _unit(**kwargs: Any) -> nn.Module:
     from geo2map.models.unit import UnitTranslator
 

@@ -22,7 +22,7 @@ from torch import nn
 
 from geo2map.models.card import Architecture, ModelCard
 from geo2map.models.palette_head import nearest_colours
-from geo2map.models.registry import build_model
+from geo2map.models.registry import build_model, may_draw_flat_colours
 
 Palette = tuple[tuple[int, int, int], ...]
 
@@ -35,7 +35,7 @@ def model_palette(model: nn.Module) -> torch.Tensor | None:
 
 def render_palette(card: ModelCard, style: str | None = None) -> Palette | None:
     """The colours (0..255) the engine snaps a model's blended render to, or None."""
-    if card.output != "translator":
+    if card.output != "translator" or not may_draw_flat_colours(card.architecture.name):
         return None
     return _palette(json.dumps(card.architecture.model_dump(), sort_keys=True), style)
 
